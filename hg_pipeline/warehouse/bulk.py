@@ -1,0 +1,79 @@
+"""Bulk writes shared by staging and loading.
+
+Rows go into a temporary twin of the target table (COPY on PostgreSQL, executemany on
+SQLite) and are then merged with a single INSERT ... SELECT ... ON CONFLICT statement,
+so a load costs a handful of statements whatever the row count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Table, text
+
+from hg_pipeline.warehouse.db import SCHEMA
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def qualified(conn: Connection, table: Table) -> str:
+    return f"{SCHEMA}.{table.name}" if is_postgres(conn) else table.name
+
+
+def distinct_from(conn: Connection) -> str:
+    """The null-safe inequality operator of the dialect."""
+    return "IS DISTINCT FROM" if is_postgres(conn) else "IS NOT"
+
+
+def create_temp_twin(conn: Connection, table: Table, temp_name: str) -> None:
+    """A temporary table with the columns (and types) of `table`, dropped at commit."""
+    if is_postgres(conn):
+        conn.execute(text(
+            f"CREATE TEMP TABLE {temp_name} (LIKE {qualified(conn, table)} INCLUDING DEFAULTS) ON COMMIT DROP"
+        ))
+    else:
+        conn.execute(text(f"DROP TABLE IF EXISTS temp.{temp_name}"))
+        conn.execute(text(f"CREATE TEMP TABLE {temp_name} AS SELECT * FROM {table.name} WHERE 0"))
+
+
+def copy_rows(conn: Connection, temp_name: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Append rows (tuples in `columns` order) to a temp table; returns the count."""
+    count = 0
+    if is_postgres(conn):
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {temp_name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+        return count
+    rows = (tuple(_sqlite_value(value) for value in row) for row in rows)
+    placeholders = ", ".join("?" for _ in columns)
+    batch: list[Sequence] = []
+    cursor = conn.connection.driver_connection.cursor()
+    sql = f"INSERT INTO temp.{temp_name} ({', '.join(columns)}) VALUES ({placeholders})"
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= 5000:
+            cursor.executemany(sql, batch)
+            count += len(batch)
+            batch.clear()
+    if batch:
+        cursor.executemany(sql, batch)
+        count += len(batch)
+    return count
+
+
+def _sqlite_value(value):
+    # The format SQLAlchemy's SQLite DateTime type writes and reads back (UTC, naive).
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def temp_ref(conn: Connection, temp_name: str) -> str:
+    return temp_name if is_postgres(conn) else f"temp.{temp_name}"

@@ -1,0 +1,61 @@
+"""`hg-pipeline db upgrade`: migrate the warehouse and load HighGround's global category tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, func, select, text
+
+from hg_pipeline.ids import category_id
+from hg_pipeline.mapping.categories import global_category_paths
+from hg_pipeline.warehouse.db import SCHEMA, is_postgres
+from hg_pipeline.warehouse.tables import categories
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision and (re)load the global category tree."""
+    with engine.begin() as conn:
+        if is_postgres(engine):
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    seed_global_categories(engine)
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the warehouse has been upgraded (the tenants table exists)."""
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table("tenants", schema=SCHEMA if is_postgres(engine) else None)
+
+
+def seed_global_categories(engine: Engine) -> int:
+    """Insert the global paths that are missing; returns how many were added."""
+    rows = []
+    for path in global_category_paths():
+        parent, _, leaf = path.rpartition("/")
+        rows.append({
+            "id": category_id(path),
+            "tenant_id": None,
+            "name": leaf,
+            "parent_id": category_id(parent) if parent else None,
+            "path": path,
+            "custom": False,
+        })
+    with engine.begin() as conn:
+        existing = set(conn.scalars(select(categories.c.id).where(categories.c.tenant_id.is_(None))))
+        missing = [row for row in rows if row["id"] not in existing]
+        if missing:
+            conn.execute(categories.insert(), missing)
+        return len(missing)
+
+
+def global_category_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(categories).where(categories.c.tenant_id.is_(None)))

@@ -1,0 +1,241 @@
+"""Warehouse tables (product contract section 4).
+
+Tables are declared without a schema; on PostgreSQL they live in schema `hg`
+(see `db.connect`), on SQLite in the main database.
+
+Loaded entity tables share one shape: `id` (HighGround id, primary key),
+`tenant_id`, `psa_id`, the mapped columns, and bookkeeping: `origin` ("psa" for rows
+a sync created, "highground" for records that existed in HighGround and were
+linked by a `map` rule), `content_hash` (so an unchanged row is not rewritten),
+`created_at`, `updated_at`, `deleted_at` (soft delete).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+ID = String(64)
+TENANT = String(63)
+
+
+def _timestamps() -> list[Column]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("deleted_at", DateTime(timezone=True)),
+    ]
+
+
+def _entity_table(name: str, *columns: Column) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("id", ID, primary_key=True),
+        Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+        Column("psa_id", String(64)),
+        *columns,
+        Column("origin", String(16), nullable=False, server_default="psa"),
+        Column("content_hash", String(32)),
+        *_timestamps(),
+    )
+    # (tenant_id, psa_id) is unique among live rows: a PSA record that moved from an
+    # imported row to an existing HighGround record leaves a soft-deleted twin.
+    Index(
+        f"uq_{name}_tenant_psa_live",
+        table.c.tenant_id,
+        table.c.psa_id,
+        unique=True,
+        postgresql_where=text("deleted_at IS NULL"),
+        sqlite_where=text("deleted_at IS NULL"),
+    )
+    return table
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", TENANT, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("base_url", String(500)),
+    # JSON object of secret *references* ("env:NAME"), never secret values.
+    Column("credentials", Text, nullable=False, server_default="{}"),
+    Column("notify_email", String(320)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+mapping_versions = Table(
+    "mapping_versions",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Staging: every PSA record as the PSA returned it (`payload`) and normalized
+# (`record`), so mapping and remaps never call the PSA.
+raw_records = Table(
+    "raw_records",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("psa_id", String(64), primary_key=True),
+    Column("payload", Text, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("seen_run_id", String(64)),
+    Column("vanished_at", DateTime(timezone=True)),
+)
+
+# Where each entity's extraction got to, for incremental resyncs.
+extract_cursors = Table(
+    "extract_cursors",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("extracted_at", DateTime(timezone=True), nullable=False),
+)
+
+# What the last map stage decided for every record: feeds `mapping pending`.
+mapping_decisions = Table(
+    "mapping_decisions",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("psa_id", String(64), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("rule", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("group_key", String(300)),
+    Column("mapping_version", Integer),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+)
+
+categories = Table(
+    "categories",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id")),  # null: HighGround's global tree
+    Column("name", String(200), nullable=False),
+    Column("parent_id", ID, ForeignKey("categories.id")),
+    Column("path", String(401), nullable=False),
+    Column("custom", Boolean, nullable=False, server_default=text("false")),
+)
+
+companies = _entity_table(
+    "companies",
+    Column("name", String(300)),
+    Column("psa_name", String(300)),
+    Column("hg_type", String(20)),
+    Column("psa_type", String(200)),
+)
+
+contacts = _entity_table(
+    "contacts",
+    Column("company_id", ID),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("email", String(320)),
+    Column("contact_type", String(200)),
+    Column("invite_status", String(20), nullable=False, server_default="not_invited"),
+)
+
+products = _entity_table(
+    "products",
+    Column("sku", String(200)),
+    Column("name", String(500)),
+    Column("category_id", ID),
+    Column("mapping_source", String(20)),
+    Column("price", Float),
+    Column("cost", Float),
+)
+
+product_distributions = Table(
+    "product_distributions",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("product_id", ID, primary_key=True),
+    Column("category_id", ID, primary_key=True),
+    Column("pct", Float, nullable=False),
+)
+
+members = _entity_table(
+    "members",
+    Column("name", String(300)),
+    Column("email", String(320)),
+    Column("invite_status", String(20), nullable=False, server_default="not_invited"),
+)
+
+assets = _entity_table(
+    "assets",
+    Column("company_id", ID),
+    Column("name", String(300)),
+    Column("asset_type", String(200)),
+    Column("serial_number", String(200)),
+)
+
+spend = Table(
+    "spend",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("company_id", ID, nullable=False),
+    Column("category_id", ID),
+    Column("product_id", ID),
+    Column("month", String(7), nullable=False),  # YYYY-MM
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("entity", String(40), nullable=False),
+    Column("psa_id", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text),
+    Column("sync_run_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # initial | full | remap | nightly
+    Column("status", String(16), nullable=False),  # running | success | failure | canceled
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("dagster_run_id", String(64), unique=True),
+    Column("summary", Text),  # JSON: counts per entity
+    Column("error", Text),
+)
+
+LOADED_TABLES = {
+    "companies": companies,
+    "contacts": contacts,
+    "products": products,
+    "members": members,
+    "assets": assets,
+}
