@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, func, select, text
 
 from hg_pipeline.ids import category_id
-from hg_pipeline.mapping.categories import global_category_paths
+from hg_pipeline.mapping.categories import global_category_paths, split_path
 from hg_pipeline.warehouse.db import SCHEMA, is_postgres
 from hg_pipeline.warehouse.tables import categories
 
@@ -39,12 +39,12 @@ def seed_global_categories(engine: Engine) -> int:
     """Insert the global paths that are missing; returns how many were added."""
     rows = []
     for path in global_category_paths():
-        parent, _, leaf = path.rpartition("/")
+        parent, sub = split_path(path)
         rows.append({
             "id": category_id(path),
             "tenant_id": None,
-            "name": leaf,
-            "parent_id": category_id(parent) if parent else None,
+            "name": sub or parent,
+            "parent_id": category_id(parent) if sub else None,
             "path": path,
             "custom": False,
         })
