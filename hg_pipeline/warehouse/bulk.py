@@ -39,12 +39,13 @@ def create_temp_twin(conn: Connection, table: Table, temp_name: str) -> None:
         conn.execute(text(f"CREATE TEMP TABLE {temp_name} AS SELECT * FROM {table.name} WHERE 0"))
 
 
-def copy_rows(conn: Connection, temp_name: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
-    """Append rows (tuples in `columns` order) to a temp table; returns the count."""
+def copy_rows(conn: Connection, target: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Append rows (tuples in `columns` order) to `target` (a name from `qualified` or
+    `temp_ref`) in the connection's transaction; returns the count."""
     count = 0
     if is_postgres(conn):
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {temp_name} ({', '.join(columns)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
                 count += 1
@@ -53,7 +54,7 @@ def copy_rows(conn: Connection, temp_name: str, columns: Sequence[str], rows: It
     placeholders = ", ".join("?" for _ in columns)
     batch: list[Sequence] = []
     cursor = conn.connection.driver_connection.cursor()
-    sql = f"INSERT INTO temp.{temp_name} ({', '.join(columns)}) VALUES ({placeholders})"
+    sql = f"INSERT INTO {target} ({', '.join(columns)}) VALUES ({placeholders})"
     for row in rows:
         batch.append(row)
         if len(batch) >= 5000:

@@ -69,7 +69,7 @@ def load_entity(
         if new_categories:
             _insert_categories(conn, tenant_id, new_categories)
         create_temp_twin(conn, table, temp)
-        copy_rows(conn, temp, columns, (
+        copy_rows(conn, temp_ref(conn, temp), columns, (
             (tenant_id, *values, content_hash(values), now, now)
             for values in (tuple(row[c] for c in spec.columns) for row in rows)
         ))

@@ -44,7 +44,7 @@ class RawStager:
              json.dumps(record, separators=(",", ":")), self.now, self.now, self.run_id)
             for psa_id, payload, record in records
         )
-        self.counts.received += copy_rows(self.conn, self.temp, _COLUMNS, rows)
+        self.counts.received += copy_rows(self.conn, temp_ref(self.conn, self.temp), _COLUMNS, rows)
 
     def finish(self, *, full: bool) -> StageCounts:
         conn, raw, tmp = self.conn, qualified(self.conn, raw_records), temp_ref(self.conn, self.temp)
@@ -143,3 +143,8 @@ def quarantine_records(conn: Connection, tenant_id: str, entity: str,
             for psa_id, reason, payload in items
         ])
     return len(items)
+
+
+def has_staged_records(engine: Engine, tenant_id: str) -> bool:
+    with engine.connect() as conn:
+        return conn.scalar(select(raw_records.c.psa_id).where(raw_records.c.tenant_id == tenant_id).limit(1)) is not None

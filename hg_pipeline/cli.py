@@ -1,0 +1,296 @@
+"""`hg-pipeline`: the command line of the product contract (section 2).
+
+Exit status 0 on success, 1 when a sync ran and failed, 2 on bad input with a
+one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hg_pipeline.warehouse import db
+
+
+class InputError(ValueError):
+    """Bad input from the command line; the message names the field."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.database_url_given = hasattr(args, "database_url")
+    if not args.database_url_given:
+        args.database_url = db.default_database_url()
+    try:
+        return args.handler(args) or 0
+    except _input_errors() as exc:
+        print(f"hg-pipeline: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    from hg_pipeline.connectors import CredentialError, PsaError
+    from hg_pipeline.mapping.document import MappingError
+    from hg_pipeline.warehouse.load import LoadError
+    from hg_pipeline.warehouse.tenants import TenantError
+
+    return InputError, TenantError, MappingError, CredentialError, db.DatabaseError, PsaError, LoadError, OSError
+
+
+def _engine(args, *, upgraded: bool = True):
+    from hg_pipeline.warehouse.schema import is_current
+
+    engine = db.connect(args.database_url)
+    if upgraded and not is_current(engine):
+        raise InputError(f"the warehouse at {db.safe_url(args.database_url)} has no schema yet: "
+                         "run `hg-pipeline db upgrade`")
+    return engine
+
+
+# --- db ---------------------------------------------------------------------------------
+
+def cmd_db_upgrade(args) -> None:
+    from hg_pipeline.warehouse.schema import global_category_count, upgrade
+
+    engine = _engine(args, upgraded=False)
+    upgrade(engine)
+    print(f"warehouse {db.safe_url(args.database_url)} is up to date "
+          f"({global_category_count(engine)} global categories)")
+
+
+# --- tenants ----------------------------------------------------------------------------
+
+def cmd_tenant_add(args) -> None:
+    from hg_pipeline.connectors.credentials import parse_credential_args
+    from hg_pipeline.warehouse.tenants import Tenant, add_tenant
+
+    tenant = Tenant(
+        tenant_id=args.tenant,
+        name=args.name or args.tenant,
+        source=args.source,
+        base_url=args.base_url,
+        credentials=parse_credential_args(args.credential or []),
+        notify_email=args.notify_email,
+    )
+    add_tenant(_engine(args), tenant)
+    print(f"tenant {tenant.tenant_id} added ({tenant.source} at {tenant.base_url})")
+
+
+def cmd_tenant_list(args) -> None:
+    from hg_pipeline.warehouse.tenants import list_tenants
+
+    for t in list_tenants(_engine(args)):
+        keys = ",".join(sorted(t.credentials))
+        print(f"{t.tenant_id}\t{t.name}\t{t.source}\t{t.base_url or '-'}\t{t.notify_email or '-'}\tcredentials: {keys or '-'}")
+
+
+# --- mapping ----------------------------------------------------------------------------
+
+def _stored_mapping(engine, tenant_id: str):
+    from hg_pipeline.warehouse.mappings import current_mapping
+    from hg_pipeline.warehouse.tenants import get_tenant
+
+    get_tenant(engine, tenant_id)
+    stored = current_mapping(engine, tenant_id)
+    if stored is None:
+        raise InputError(f"tenant {tenant_id} has no mapping yet: import one with "
+                         f"`hg-pipeline mapping import {tenant_id} FILE`")
+    return stored
+
+
+def cmd_mapping_show(args) -> None:
+    stored = _stored_mapping(_engine(args), args.tenant)
+    print(f"# tenant {stored.tenant_id}, mapping version {stored.version}, stored {stored.created_at:%Y-%m-%d %H:%M} UTC")
+    sys.stdout.write(stored.document if stored.document.endswith("\n") else stored.document + "\n")
+
+
+def cmd_mapping_export(args) -> None:
+    sys.stdout.write(_stored_mapping(_engine(args), args.tenant).document)
+
+
+def cmd_mapping_import(args) -> None:
+    from hg_pipeline.mapping.document import MappingError, parse_document
+    from hg_pipeline.orchestration.mapping_stage import mapping_targets
+    from hg_pipeline.warehouse.mappings import store_mapping
+    from hg_pipeline.warehouse.tenants import get_tenant
+
+    engine = _engine(args)
+    get_tenant(engine, args.tenant)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read mapping file {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    company_ids, category_paths = mapping_targets(engine, args.tenant)
+    try:
+        parse_document(text, company_ids=company_ids, category_paths=category_paths)
+    except MappingError as exc:
+        raise InputError(f"{args.file}: {exc}; nothing stored") from None
+    stored = store_mapping(engine, args.tenant, text)
+    print(f"mapping version {stored.version} stored for tenant {args.tenant}")
+
+
+def cmd_mapping_pending(args) -> None:
+    from hg_pipeline.orchestration.mapping_stage import pending_summary
+
+    engine = _engine(args)
+    _stored_mapping(engine, args.tenant)
+    groups = pending_summary(engine, args.tenant)
+    if not groups:
+        print(f"tenant {args.tenant}: nothing pending")
+        return
+    for entity, by_group in groups.items():
+        print(f"{entity}: {sum(by_group.values())} pending")
+        for group, count in sorted(by_group.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {count:>6}  {group}")
+
+
+def cmd_mapping_details(args) -> None:
+    from hg_pipeline.entities import ALL_ENTITIES
+    from hg_pipeline.warehouse.staging import staged_payload
+    from hg_pipeline.warehouse.tenants import get_tenant
+
+    if args.entity not in ALL_ENTITIES:
+        raise InputError(f"entity {args.entity!r} is not one of {', '.join(ALL_ENTITIES)}")
+    engine = _engine(args)
+    get_tenant(engine, args.tenant)
+    payload = staged_payload(engine, args.tenant, args.entity, args.psa_id)
+    if payload is None:
+        raise InputError(f"no {args.entity} record {args.psa_id} staged for tenant {args.tenant}")
+    print(json.dumps(payload, indent=2, sort_keys=True))
+
+
+# --- sync -------------------------------------------------------------------------------
+
+def cmd_sync(args) -> int:
+    from hg_pipeline.orchestration.run import run_sync
+
+    kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
+    _engine(args)
+    outcome = run_sync(args.database_url, args.tenant, kind)
+    print(format_outcome(outcome))
+    if not outcome.success:
+        print(f"hg-pipeline: {kind} sync of {args.tenant} failed at {outcome.failed_step}: {outcome.reason}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_outcome(outcome) -> str:
+    lines = [f"{outcome.kind} sync of {outcome.tenant_id}: {'success' if outcome.success else 'FAILED'}"
+             f" in {outcome.seconds:.1f}s (dagster run {outcome.run_id})"]
+    from hg_pipeline.entities import ALL_ENTITIES, LOADED_ENTITIES
+
+    header = f"  {'entity':<20}{'extracted':>10}{'quarant.':>10}{'mapped':>9}{'pending':>9}{'ignored':>9}" \
+             f"{'inserted':>10}{'updated':>9}{'deleted':>9}"
+    lines.append(header)
+    for entity in ALL_ENTITIES:
+        raw = outcome.stages.get(f"{entity}_raw", {})
+        mapped = outcome.stages.get(f"{entity}_mapped", {})
+        loaded = outcome.stages.get(entity, {}) if entity in LOADED_ENTITIES else {}
+        if not (raw or mapped or loaded):
+            continue
+        cell = lambda meta, key, width: f"{meta[key]:>{width}}" if key in meta else f"{'-':>{width}}"  # noqa: E731
+        lines.append(f"  {entity:<20}{cell(raw, 'received', 10)}{cell(raw, 'quarantined', 10)}"
+                     f"{cell(mapped, 'mapped', 9)}{cell(mapped, 'pending', 9)}{cell(mapped, 'ignored', 9)}"
+                     f"{cell(loaded, 'inserted', 10)}{cell(loaded, 'updated', 9)}{cell(loaded, 'soft_deleted', 9)}")
+    return "\n".join(lines)
+
+
+# --- simulator, demo, bench -------------------------------------------------------------
+
+def cmd_simulate(args) -> None:
+    from hg_pipeline.connectors.credentials import parse_credential_args, resolve_credentials
+    from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS
+
+    if args.source != "connectwise":
+        raise InputError(f"no simulator for {args.source!r} yet (available: connectwise)")
+    credentials = None
+    if args.credential:
+        credentials = resolve_credentials(parse_credential_args(args.credential), CREDENTIAL_KEYS[args.source])
+    from hg_pipeline.simulators.connectwise import run_forever
+
+    run_forever(args.port, args.dataset, args.seed, credentials)
+
+
+def cmd_demo(args) -> int:
+    from hg_pipeline.demo import run_demo
+
+    return run_demo(args.database_url, port=args.port)
+
+
+def cmd_bench(args) -> None:
+    from hg_pipeline.bench import run_bench
+
+    run_bench(args.database_url if args.database_url_given else None, dataset=args.dataset)
+
+
+# --- parser -----------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", default=argparse.SUPPRESS,
+                        help="SQLAlchemy URL of the warehouse (default: $HG_DATABASE_URL, else ./.hg/warehouse.db)")
+    parser = argparse.ArgumentParser(prog="hg-pipeline", parents=[common],
+                                     description="PSA -> HighGround data pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(parent, name, handler, help_text):
+        p = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    db_cmd = sub.add_parser("db", help="warehouse schema").add_subparsers(dest="db_command", required=True)
+    command(db_cmd, "upgrade", cmd_db_upgrade, "create or migrate the warehouse schema")
+
+    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True)
+    p = command(tenant, "add", cmd_tenant_add, "register a tenant")
+    p.add_argument("tenant")
+    p.add_argument("--source", required=True, choices=["connectwise", "halopsa", "autotask", "import"])
+    p.add_argument("--base-url")
+    p.add_argument("--credential", action="append", metavar="KEY=env:VAR")
+    p.add_argument("--name")
+    p.add_argument("--notify-email")
+    command(tenant, "list", cmd_tenant_list, "one line per tenant, no secrets")
+
+    mapping = sub.add_parser("mapping", help="the tenant's mapping").add_subparsers(dest="mapping_command", required=True)
+    for name, handler, text in (("show", cmd_mapping_show, "print the mapping in force"),
+                                ("export", cmd_mapping_export, "print the mapping as re-importable YAML"),
+                                ("pending", cmd_mapping_pending, "what the last sync found unmapped")):
+        command(mapping, name, handler, text).add_argument("tenant")
+    p = command(mapping, "import", cmd_mapping_import, "validate and store a new mapping version")
+    p.add_argument("tenant")
+    p.add_argument("file")
+    p = command(mapping, "details", cmd_mapping_details, "the whole PSA record behind a row")
+    p.add_argument("tenant")
+    p.add_argument("entity")
+    p.add_argument("psa_id")
+
+    p = command(sub, "sync", cmd_sync, "run a sync of one tenant through Dagster, in this process")
+    p.add_argument("tenant")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--initial", action="store_true", help="reference data for mapping only")
+    kind.add_argument("--full", action="store_true", help="extract, map, check and load everything (default)")
+    kind.add_argument("--remap", action="store_true", help="re-apply the mapping to staged data, no PSA call")
+    kind.add_argument("--nightly", action="store_true", help="incremental extract, then map and load")
+
+    p = command(sub, "simulate", cmd_simulate, "serve a PSA simulator on 127.0.0.1 until stopped")
+    p.add_argument("source")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--dataset", choices=["small", "large"], default="small")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--credential", action="append", metavar="KEY=env:VAR")
+
+    p = command(sub, "demo", cmd_demo, "simulator + tenant + default mapping + full sync into the embedded database")
+    p.add_argument("--port", type=int, default=8101)
+
+    p = command(sub, "bench", cmd_bench, "full sync of a simulated MSP into PostgreSQL, with figures")
+    p.add_argument("--dataset", choices=["small", "large"], default="large")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The asset graph: extract -> map -> load for every entity, one factory, partitioned by tenant.
+
+    <entity>_raw      PSA pages streamed into staging (raw_records); bad records quarantined
+    <entity>_mapped   the tenant's mapping applied to the staged records (no PSA call)
+    <entity>          the mapped set merged into the warehouse table
+
+Reference data (company types, contact types, product categories) only has the
+extract stage: the MSP maps it, nothing loads it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from hg_pipeline.connectors import CredentialError, PsaError, RecordError
+from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, REFERENCE_ENTITIES
+from hg_pipeline.mapping.engine import MappingResult
+from hg_pipeline.orchestration.mapping_stage import run_mapping
+from hg_pipeline.orchestration.metadata import preview
+from hg_pipeline.orchestration.partitions import tenants_partitions
+from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
+from hg_pipeline.warehouse.load import LoadError, load_entity
+from hg_pipeline.warehouse.staging import RawStager, extract_cursor, quarantine_records
+from hg_pipeline.warehouse.tenants import TenantError, get_tenant
+
+EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP = "extract", "map", "load"
+
+# What each map stage reads besides its own staged records.
+MAP_INPUTS = {"contacts": "companies", "assets": "companies"}
+MAP_DEPS = {"products": ["product_categories_raw"], "companies": ["company_types_raw"],
+            "contacts": ["contact_types_raw"]}
+
+
+class ExtractConfig(Config):
+    """incremental: fetch only what changed since the last extraction (nightly resync)."""
+
+    incremental: bool = False
+
+
+def _fail(tenant_id: str, step: str, exc: Exception) -> Failure:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return Failure(description=f"tenant {tenant_id}: {step} failed: {reason}",
+                   metadata={"tenant": tenant_id, "step": step, "reason": reason})
+
+
+def extract_asset(entity: str) -> AssetsDefinition:
+    @asset(
+        name=f"{entity}_raw",
+        group_name=EXTRACT_GROUP,
+        partitions_def=tenants_partitions,
+        kinds={"python"},
+        description=f"{entity} as the PSA returns them, streamed page by page into staging.",
+    )
+    def _extract(context: AssetExecutionContext, config: ExtractConfig, warehouse: WarehouseResource,
+                 psa: PsaResource) -> MaterializeResult:
+        tenant_id = context.partition_key
+        engine = warehouse.engine()
+        try:
+            tenant = get_tenant(engine, tenant_id)
+            connector = psa.connector_for(tenant)
+        except (TenantError, CredentialError, ValueError) as exc:
+            raise _fail(tenant_id, f"extract {entity}", exc) from None
+        since = extract_cursor(engine, tenant_id, entity) if config.incremental else None
+        now = datetime.now(timezone.utc)
+        bad: list[tuple[str | None, str, dict | None]] = []
+        seen: set[str] = set()
+        try:
+            with engine.begin() as conn:
+                stager = RawStager(conn, tenant_id, entity, context.run_id, now)
+                for page in connector.iter_pages(entity, since=since):
+                    good = []
+                    for payload in page:
+                        try:
+                            record = connector.normalize(entity, payload)
+                        except RecordError as exc:
+                            bad.append((_payload_id(payload), str(exc), payload))
+                            continue
+                        if record["psa_id"] in seen:
+                            bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
+                            continue
+                        seen.add(record["psa_id"])
+                        good.append((record["psa_id"], payload, record))
+                    stager.add(good)
+                counts = stager.finish(full=since is None)
+                quarantine_records(conn, tenant_id, entity, bad, context.run_id, now)
+        except PsaError as exc:
+            raise _fail(tenant_id, f"extract {entity}", exc) from None
+        reasons = Counter(reason.split(":")[0] for _, reason, _ in bad)
+        return MaterializeResult(metadata={
+            "tenant": tenant_id,
+            "mode": "incremental" if since else "full",
+            "received": counts.received,
+            "new": counts.new,
+            "changed": counts.changed,
+            "vanished": counts.vanished,
+            "quarantined": len(bad),
+            "quarantine_reasons": MetadataValue.json(dict(reasons.most_common(10))),
+        })
+
+    return _extract
+
+
+def map_asset(entity: str) -> AssetsDefinition:
+    upstream = MAP_INPUTS.get(entity)
+    spec = dict(
+        name=f"{entity}_mapped",
+        group_name=MAP_GROUP,
+        partitions_def=tenants_partitions,
+        deps=[f"{entity}_raw", *MAP_DEPS.get(entity, [])],
+        kinds={"python"},
+        description=f"The tenant's mapping applied to the staged {entity}: mapped, pending and ignored records.",
+    )
+    if upstream:
+        @asset(**spec, ins={"upstream": AssetIn(key=AssetKey(f"{upstream}_mapped"))})
+        def _map_with(context: AssetExecutionContext, warehouse: WarehouseResource,
+                      upstream: MappingResult) -> Output[MappingResult]:
+            return _map(context, warehouse, entity, upstream)
+
+        return _map_with
+
+    @asset(**spec)
+    def _map_alone(context: AssetExecutionContext, warehouse: WarehouseResource) -> Output[MappingResult]:
+        return _map(context, warehouse, entity, None)
+
+    return _map_alone
+
+
+def _map(context: AssetExecutionContext, warehouse: WarehouseResource, entity: str,
+         upstream: MappingResult | None) -> Output[MappingResult]:
+    tenant_id = context.partition_key
+    try:
+        result, version = run_mapping(warehouse.engine(), tenant_id, entity, upstream)
+    except (TenantError, ValueError) as exc:
+        raise _fail(tenant_id, f"map {entity}", exc) from None
+    outcomes = Counter(d.outcome for d in result.decisions)
+    total = len(result.decisions)
+    pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
+    return Output(result, metadata={
+        "tenant": tenant_id,
+        "mapping_version": version,
+        "records": total,
+        "mapped": outcomes["mapped"],
+        "pending": outcomes["pending"],
+        "ignored": outcomes["ignored"],
+        "coverage_pct": MetadataValue.float(round(100.0 * (total - outcomes["pending"]) / total, 1) if total else 100.0),
+        "pending_by_group": MetadataValue.json(dict(pending_groups.most_common(10))),
+        "preview": preview(result.rows, ENTITY_LOADS[entity].columns),
+    })
+
+
+def load_asset(entity: str) -> AssetsDefinition:
+    @asset(
+        name=entity,
+        group_name=LOAD_GROUP,
+        partitions_def=tenants_partitions,
+        ins={"mapped": AssetIn(key=AssetKey(f"{entity}_mapped"))},
+        kinds={"postgres"},
+        description=f"HighGround {entity}: the mapped set merged into the warehouse in one transaction.",
+    )
+    def _load(context: AssetExecutionContext, warehouse: WarehouseResource, mapped: MappingResult) -> MaterializeResult:
+        tenant_id = context.partition_key
+        try:
+            counts = load_entity(
+                warehouse.engine(), tenant_id, entity, mapped.rows,
+                new_categories=mapped.categories if entity == "products" else None,
+                distributions=mapped.distributions if entity == "products" else None,
+            )
+        except LoadError as exc:
+            raise _fail(tenant_id, f"load {entity}", exc) from None
+        return MaterializeResult(metadata={
+            "tenant": tenant_id,
+            "rows": len(mapped.rows),
+            **counts.as_dict(),
+            "preview": preview(mapped.rows, ENTITY_LOADS[entity].columns),
+        })
+
+    return _load
+
+
+def _payload_id(payload) -> str | None:
+    value = payload.get("id") if isinstance(payload, dict) else None
+    return None if value is None else str(value)[:64]
+
+
+reference_assets = [extract_asset(entity) for entity in REFERENCE_ENTITIES]
+entity_assets = [
+    stage(entity) for entity in LOADED_ENTITIES for stage in (extract_asset, map_asset, load_asset)
+]
+all_assets = [*reference_assets, *entity_assets]

@@ -1,0 +1,54 @@
+"""Jobs: which stages each kind of sync runs, always for one tenant partition."""
+
+from dagster import AssetSelection, define_asset_job
+
+from hg_pipeline.entities import LOADED_ENTITIES, REFERENCE_ENTITIES
+from hg_pipeline.orchestration.assets import EXTRACT_GROUP, LOAD_GROUP, MAP_GROUP
+from hg_pipeline.orchestration.partitions import tenants_partitions
+
+KIND_TAG = "hg/kind"
+TENANT_TAG = "hg/tenant"
+
+# What the MSP needs in order to map: the type lists, the categories, members and companies.
+INITIAL_ASSETS = [f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "members")]
+
+initial_sync_job = define_asset_job(
+    "initial_sync",
+    selection=AssetSelection.assets(*INITIAL_ASSETS),
+    partitions_def=tenants_partitions,
+    tags={KIND_TAG: "initial"},
+    description="Pulls the reference data the MSP maps (types, categories, members, companies).",
+)
+
+full_sync_job = define_asset_job(
+    "full_sync",
+    selection=AssetSelection.groups(EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP),
+    partitions_def=tenants_partitions,
+    tags={KIND_TAG: "full"},
+    description="Extracts everything from the PSA, maps, checks and loads it.",
+)
+
+remap_job = define_asset_job(
+    "remap",
+    selection=AssetSelection.groups(MAP_GROUP, LOAD_GROUP),
+    partitions_def=tenants_partitions,
+    tags={KIND_TAG: "remap"},
+    description="Re-applies the mapping in force to the staged records; no PSA call.",
+)
+
+nightly_resync_job = define_asset_job(
+    "nightly_resync",
+    selection=AssetSelection.groups(EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP),
+    partitions_def=tenants_partitions,
+    tags={KIND_TAG: "nightly"},
+    config={"ops": {f"{e}_raw": {"config": {"incremental": True}}
+                    for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES)}},
+    description="Fetches what changed since the last extraction, then maps and loads.",
+)
+
+JOBS_BY_KIND = {
+    "initial": initial_sync_job,
+    "full": full_sync_job,
+    "remap": remap_job,
+    "nightly": nightly_resync_job,
+}

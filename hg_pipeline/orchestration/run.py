@@ -1,0 +1,97 @@
+"""Running a sync for one tenant in this process (the `hg-pipeline sync` command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance
+from sqlalchemy import Engine, update
+
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, TENANT_TAG
+from hg_pipeline.orchestration.partitions import tenants_partitions
+from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
+from hg_pipeline.warehouse import db
+from hg_pipeline.warehouse.tables import sync_runs
+from hg_pipeline.warehouse.tenants import get_tenant
+
+DEFAULT_DAGSTER_HOME = Path(".hg") / "dagster"
+INSTANCE_TEMPLATE = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+@dataclass
+class SyncOutcome:
+    tenant_id: str
+    kind: str
+    run_id: str
+    success: bool
+    seconds: float
+    failed_step: str | None = None
+    reason: str | None = None
+    stages: dict[str, dict] = field(default_factory=dict)  # asset name -> materialization metadata
+
+
+def dagster_instance() -> DagsterInstance:
+    """The instance of $DAGSTER_HOME, or of ./.hg/dagster so that `dagster dev` shows CLI runs."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = DEFAULT_DAGSTER_HOME.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        if INSTANCE_TEMPLATE.exists() and not (home / "dagster.yaml").exists():
+            shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterInstance | None = None,
+             psa: PsaResource | None = None) -> SyncOutcome:
+    """Run the `kind` job ("initial", "full", "remap", "nightly") for one tenant and record it in sync_runs."""
+    from hg_pipeline.definitions import build_definitions
+
+    engine = db.connect(database_url)
+    get_tenant(engine, tenant_id)  # unknown tenant -> TenantError before anything runs
+    instance = instance or dagster_instance()
+    if not instance.has_dynamic_partition(tenants_partitions.name, tenant_id):
+        instance.add_dynamic_partitions(tenants_partitions.name, [tenant_id])
+    defs = build_definitions({"warehouse": WarehouseResource(database_url=database_url), "psa": psa or PsaResource()})
+    job = defs.resolve_job_def(JOBS_BY_KIND[kind].name)
+    started = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        sync_id = conn.execute(sync_runs.insert().values(
+            tenant_id=tenant_id, kind=kind, status="running", started_at=started)).inserted_primary_key[0]
+    result = job.execute_in_process(
+        instance=instance, partition_key=tenant_id, raise_on_error=False,
+        tags={TENANT_TAG: tenant_id, KIND_TAG: kind},
+    )
+    outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
+                          (datetime.now(timezone.utc) - started).total_seconds())
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.event_specific_data.materialization
+            outcome.stages[materialization.asset_key.to_user_string()] = {
+                k: v.value for k, v in materialization.metadata.items()}
+        elif event.event_type == DagsterEventType.STEP_FAILURE and outcome.failed_step is None:
+            data = event.event_specific_data
+            outcome.failed_step = event.step_key
+            if data.user_failure_data and data.user_failure_data.description:
+                outcome.reason = data.user_failure_data.description
+            else:
+                outcome.reason = (data.error.message.strip().splitlines() or ["unknown error"])[-1]
+    _finish(engine, sync_id, outcome)
+    return outcome
+
+
+def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome) -> None:
+    summary = {name: {k: v for k, v in meta.items() if isinstance(v, (int, float))}
+               for name, meta in outcome.stages.items()}
+    with engine.begin() as conn:
+        conn.execute(update(sync_runs).where(sync_runs.c.id == sync_id).values(
+            status="success" if outcome.success else "failure",
+            finished_at=datetime.now(timezone.utc),
+            dagster_run_id=outcome.run_id,
+            summary=json.dumps(summary),
+            error=None if outcome.success else f"{outcome.failed_step}: {outcome.reason}",
+        ))
