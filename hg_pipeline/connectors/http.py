@@ -24,10 +24,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class PsaError(Exception):
-    """A PSA request failed. `status` is the HTTP status (None without an answer)."""
+    """A PSA request failed. `status` is the HTTP status (None without an answer);
+    `url_path` the path asked for (never the query string)."""
 
     def __init__(self, message: str, *, status: int | None = None, url_path: str = "") -> None:
-        super().__init__(" ".join(message.split()))  # one line
+        super().__init__(" ".join(str(message).split()))  # one line
         self.status = status
         self.url_path = url_path
 
@@ -138,7 +139,7 @@ class PsaHttp:
     ) -> tuple[object, Mapping[str, str]]:
         """(decoded JSON body, response headers) of GET `path`."""
         url = self.url(path)
-        url_path = urlsplit(url).path
+        url_path = self.scrub(urlsplit(url).path)
         attempt = 0
         while True:
             self.rate_limiter.acquire()

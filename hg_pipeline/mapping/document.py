@@ -37,6 +37,9 @@ class MappingError(ValueError):
         self.reason = reason
         super().__init__(f"line {line}: {reason}" if line is not None else reason)
 
+    def __reduce__(self):  # picklable across processes
+        return (type(self), (self.line, self.reason))
+
 
 # --- the document -------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from hg_pipeline.entities import ENTITY_LOADS, HG_COMPANY_TYPES, LOADED_ENTITIES
 from hg_pipeline.ids import record_id
-from hg_pipeline.mapping.categories import CategoryTree, parent_path, split_path
-from hg_pipeline.mapping.document import MappingDocument, Rule
+from hg_pipeline.mapping.categories import CategoryTree, parent_path
+from hg_pipeline.mapping.document import MappingDocument, ProductsSection, Rule, Share
 
 MAPPED, PENDING, IGNORED = "mapped", "pending", "ignored"
 NOT_INVITED = "not_invited"
@@ -99,11 +99,12 @@ class _Collector:
 
     def load(self, psa_id: str, row: dict, reason: str, rule: str, group: str | None = None) -> bool:
         """Adds a mapped row (row["id"] set); False (and pending) if the id is taken."""
-        owner = self._owner.get(row["id"])
-        if owner is not None:
+        owners = self._owner
+        size = len(owners)
+        owner = owners.setdefault(row["id"], psa_id)
+        if len(owners) == size:  # the id was taken already
             self.skip(psa_id, PENDING, f"HighGround id {row['id']} is already used by PSA record {owner}", rule, group)
             return False
-        self._owner[row["id"]] = psa_id
         row["tenant_id"] = self.tenant_id
         self.result.rows.append(row)
         self.result.decisions.append(Decision(self.entity, psa_id, MAPPED, reason, rule, group))
@@ -129,8 +130,13 @@ def _first_rule(types: Iterable[str], rules: dict[str, str]) -> tuple[str | None
 
 def _company_index(companies: MappingResult) -> dict[str, tuple[str, str | None]]:
     """PSA company id -> (outcome, HighGround id of its row or None)."""
-    ids = {row["psa_id"]: row["id"] for row in companies.rows}
-    return {d.psa_id: (d.outcome, ids.get(d.psa_id)) for d in companies.decisions}
+    ids: dict[str, str] = {}
+    for row in companies.rows:
+        ids.setdefault(row["psa_id"], row["id"])
+    index: dict[str, tuple[str, str | None]] = {}
+    for decision in companies.decisions:  # a PSA id seen twice: its first decision counts
+        index.setdefault(decision.psa_id, (decision.outcome, ids.get(decision.psa_id)))
+    return index
 
 
 def _parent_blocker(company_psa_id, index, noun: str) -> tuple[str, str] | str:
@@ -327,9 +333,6 @@ class _ProductCategories:
         self.tree = ctx.category_tree.copy(tenant_id=ctx.tenant_id)
         self.used_custom: dict[str, None] = {}  # ordered set of custom paths that got a product
 
-    def existing_id(self, path: str) -> str | None:
-        return self.tree.id_of(path) if path in self.tree else None
-
     def use(self, path: str, *, create: bool) -> str | None:
         """The id of `path`, creating it (and its parent) as custom when `create`."""
         if path not in self.tree:
@@ -362,6 +365,99 @@ def _import_target(rule: Rule, rule_path: str, product_sub: str | None) -> str:
     return base
 
 
+@dataclass(slots=True)
+class _Verdict:
+    """How one product is decided, before its category ids are resolved."""
+
+    outcome: str
+    reason: str
+    rule: str
+    target: str | None = None  # mapped: the category path the product goes to
+    create: bool = False  # the target may be created as a tenant custom category
+    source: str | None = None  # mapping_source
+    shares: tuple[Share, ...] = ()  # distribution
+    name: str | None = None  # import_as: the product's new name
+
+
+class _ProductRules:
+    """The precedence of section 3 for one product; pure (no category is created here)."""
+
+    def __init__(self, section: ProductsSection, ctx: MappingContext, tree: CategoryTree) -> None:
+        self.section = section
+        self.by_category = section.mode == "by_category"
+        self.smart = section.smart_mapping
+        self.suggest = ctx.suggest if section.smart_mapping.enabled else None
+        self.tree = tree
+
+    def verdict(self, rec: dict, psa_id: str, sku: str | None, cat: str | None, sub: str | None) -> _Verdict:
+        records = self.section.records
+        key, rule = psa_id, records.get(psa_id)
+        if rule is None and sku is not None:
+            key, rule = sku, records.get(sku)
+        if rule is None:
+            return self.after_record(rec, psa_id, sku, cat, sub, forced=False)
+        reason = _record_reason(key, rule)
+        if rule.action == "ignore":
+            return _Verdict(IGNORED, reason, "record")
+        if rule.action == "map":
+            return _Verdict(MAPPED, reason, "record", rule.to, source="record")
+        # import / import_as force the import; the category comes from the next rules
+        verdict = self.after_record(rec, psa_id, sku, cat, sub, forced=True)
+        if verdict.outcome == MAPPED:
+            verdict.reason, verdict.rule = f"{reason}; {verdict.reason}", "record"
+        else:
+            verdict.reason = f"{reason}, but {verdict.reason}"
+        if rule.action == "import_as":
+            verdict.name = rule.name
+        return verdict
+
+    def after_record(
+        self, rec: dict, psa_id: str, sku: str | None, cat: str | None, sub: str | None, *, forced: bool
+    ) -> _Verdict:
+        section = self.section
+        path = f"{cat}/{sub}" if sub else cat
+        # 2. distribution
+        dist_key, shares = psa_id, section.distributions.get(psa_id)
+        if shares is None and sku is not None:
+            dist_key, shares = sku, section.distributions.get(sku)
+        if shares:
+            main = max(range(len(shares)), key=lambda i: (shares[i].pct, -i))  # first on ties
+            reason = f"distribution {dist_key}: " + ", ".join(f"{s.to} {s.pct:g}%" for s in shares)
+            return _Verdict(MAPPED, reason, "distribution", shares[main].to, source="distribution", shares=shares)
+        # 3. category rule: "Cat/Sub" before "Cat"
+        if self.by_category and path is not None:
+            rule_path, rule, tag = path, section.categories.get(path), "subcategory" if sub else "category"
+            if rule is None and sub:
+                rule_path, rule, tag = cat, section.categories.get(cat), "category"
+            if rule is not None and not (forced and rule.action == "ignore"):
+                if rule.action == "ignore":
+                    return _Verdict(IGNORED, f'category "{rule_path}" -> ignore (products.categories)', tag)
+                if rule.action == "map":
+                    reason = f'category "{rule_path}" -> {rule.to} (products.categories)'
+                    return _Verdict(MAPPED, reason, tag, rule.to, source="category")
+                target = _import_target(rule, rule_path, sub)
+                verb = "imported" if rule.action == "import" else "imported as"
+                reason = f'category "{rule_path}" {verb} "{target}" (products.categories)'
+                return _Verdict(MAPPED, reason, tag, target, create=True, source="category")
+        # 4. smart mapping
+        note = ""
+        if self.suggest is not None:
+            suggestion = self.suggest(rec)
+            if suggestion is not None:
+                spath, confidence = suggestion
+                if confidence >= self.smart.min_confidence and spath in self.tree:
+                    reason = f"smart mapping -> {spath} (confidence {confidence:.2f} >= {self.smart.min_confidence:g})"
+                    return _Verdict(MAPPED, reason, "smart", spath, source="smart")
+                note = f"; smart mapping suggests {spath} with confidence {confidence:.2f}"
+        # 5. auto-import the PSA category
+        if section.auto_import_new_categories and path is not None:
+            reason = f'category "{path}" imported automatically (products.auto_import_new_categories)'
+            return _Verdict(MAPPED, reason, "auto_import", path, create=True, source="category")
+        # 6. pending
+        reason = f'product category "{path}" is not mapped' if path else "product has no category"
+        return _Verdict(PENDING, reason + note, "unmapped")
+
+
 def map_products(
     records: Iterable[dict],
     doc: MappingDocument,
@@ -374,7 +470,7 @@ def map_products(
     1. record rule (products.records, by PSA id, else by SKU): ignore; map (to a category path,
        mapping_source "record"); import (forces the import: the category comes from the next
        rules, a category `ignore` is skipped, pending when none gives a category); import_as
-       (renames the product, then as import).
+       (renames the product, then as import). The decision's rule is "record".
     2. distribution (by PSA id, else SKU): category_id = the share with the largest pct (the
        first on ties); one product_distributions row per share; mapping_source "distribution".
     3. category rule, mode by_category only: the "Cat/Sub" rule, else the "Cat" rule
@@ -386,19 +482,16 @@ def map_products(
     5. auto_import_new_categories: the product's PSA path is imported as a custom category
        (an existing path with that name is used as is). mapping_source "category".
     6. otherwise pending, grouped under its PSA path "Cat/Sub" (or "(no category)").
-    - A map target no longer in the category tree makes the product pending.
+    - A target path no longer in the category tree makes the product pending.
     - `categories` (the PSA's product_categories) lets a product's category / subcategory
       given as a PSA id be read as its name.
     - result.categories: every tenant custom category a product was put in (new or existing,
       with the parent of a custom subcategory), once each.
     """
-    section = doc.products
     tenant = ctx.tenant_id
-    by_category = section.mode == "by_category"
-    smart = section.smart_mapping
-    suggest = ctx.suggest if smart.enabled else None
     top_by_id, sub_by_id, known_names = _category_names(categories)
     tree = _ProductCategories(ctx)
+    rules = _ProductRules(doc.products, ctx, tree.tree)
     out = _Collector("products", tenant)
     result = out.result
 
@@ -406,129 +499,41 @@ def map_products(
         psa_id = str(rec["psa_id"])
         sku = rec.get("sku")
         sku = str(sku) if sku not in (None, "") else None
-        cat = rec.get("category")
-        sub = rec.get("subcategory")
-        cat = str(cat).strip() if cat not in (None, "") else None
-        sub = str(sub).strip() if sub not in (None, "") else None
+        cat, sub = rec.get("category"), rec.get("subcategory")
+        cat = str(cat).strip() or None if cat is not None else None
+        sub = str(sub).strip() or None if sub is not None and cat is not None else None
         if cat is not None and cat not in known_names and cat in top_by_id:
             cat = top_by_id[cat]
         if sub is not None and sub not in known_names and sub in sub_by_id:
             sub = sub_by_id[sub]
-        if cat is None:
-            sub = None
-        path = f"{cat}/{sub}" if sub else cat
-        group = path or NO_CATEGORY
+        group = (f"{cat}/{sub}" if sub else cat) or NO_CATEGORY
+
+        verdict = rules.verdict(rec, psa_id, sku, cat, sub)
+        if verdict.outcome != MAPPED:
+            out.skip(psa_id, verdict.outcome, verdict.reason, verdict.rule, group)
+            continue
         hg_id = record_id(tenant, "products", psa_id)
-
-        def load(category_id: str, source: str, reason: str, tag: str, name: str | None) -> bool:
-            row = {"id": hg_id, "psa_id": psa_id, "sku": sku, "name": name, "category_id": category_id,
-                   "mapping_source": source, "price": rec.get("price"), "cost": rec.get("cost")}
-            return out.load(psa_id, row, reason, tag, group)
-
         owner = out.taken_by(hg_id)
-        if owner is not None:
-            out.skip(psa_id, PENDING, f"HighGround id {hg_id} is already used by PSA record {owner}", "record", group)
+        targets = [share.to for share in verdict.shares] or [verdict.target]
+        missing = next((path for path in targets if path not in tree.tree and not verdict.create), None)
+        if owner is not None or missing is not None:
+            why = (f"HighGround id {hg_id} is already used by PSA record {owner}" if owner is not None
+                   else f'{verdict.reason}, but category "{missing}" does not exist')
+            out.skip(psa_id, PENDING, why, verdict.rule, group)
             continue
-
-        name = rec.get("name")
-        forced = None  # reason prefix of a record rule import / import_as
-        # 1. record rule
-        key, rule = psa_id, section.records.get(psa_id)
-        if rule is None and sku is not None:
-            key, rule = sku, section.records.get(sku)
-        if rule is not None:
-            reason = _record_reason(key, rule)
-            if rule.action == "ignore":
-                out.skip(psa_id, IGNORED, reason, "record", group)
-                continue
-            if rule.action == "map":
-                category_id = tree.use(rule.to, create=False)
-                if category_id is None:
-                    out.skip(psa_id, PENDING, f'{reason}, but category "{rule.to}" does not exist', "record", group)
-                else:
-                    load(category_id, "record", reason, "record", name)
-                continue
-            if rule.action == "import_as":
-                name = rule.name
-            forced = reason
-
-        def decided(category_id: str | None, source: str, reason: str, tag: str, missing: str | None = None):
-            """Loads the product, or leaves it pending when its target category is missing."""
-            if forced:
-                reason, tag = f"{forced}; {reason}", "record"
-            if category_id is None:
-                out.skip(psa_id, PENDING, f'{reason}, but category "{missing}" does not exist', tag, group)
-            else:
-                load(category_id, source, reason, tag, name)
-
-        # 2. distribution
-        shares = section.distributions.get(psa_id)
-        dist_key = psa_id
-        if shares is None and sku is not None:
-            shares, dist_key = section.distributions.get(sku), sku
-        if shares:
-            ids = [tree.use(share.to, create=False) for share in shares]
-            missing = next((s.to for s, i in zip(shares, ids) if i is None), None)
-            main = max(range(len(shares)), key=lambda i: (shares[i].pct, -i))
-            reason = f"distribution {dist_key}: " + ", ".join(f"{s.to} {s.pct:g}%" for s in shares)
-            if missing is None:
-                decided(ids[main], "distribution", reason, "distribution")
-                if result.decisions[-1].outcome == MAPPED:
-                    result.distributions.extend(
-                        {"tenant_id": tenant, "product_id": hg_id, "category_id": i, "pct": s.pct}
-                        for s, i in zip(shares, ids)
-                    )
-            else:
-                decided(None, "distribution", reason, "distribution", missing)
-            continue
-
-        # 3. category rule
-        if by_category and path is not None:
-            rule_path, rule = path, section.categories.get(path)
-            tag = "subcategory" if sub else "category"
-            if rule is None and sub:
-                rule_path, rule, tag = cat, section.categories.get(cat), "category"
-            if rule is not None and not (forced and rule.action == "ignore"):
-                if rule.action == "ignore":
-                    out.skip(psa_id, IGNORED, f'category "{rule_path}" -> ignore (products.categories)', tag, group)
-                    continue
-                if rule.action == "map":
-                    reason = f'category "{rule_path}" -> {rule.to} (products.categories)'
-                    decided(tree.use(rule.to, create=False), "category", reason, tag, rule.to)
-                    continue
-                target = _import_target(rule, rule_path, sub)
-                verb = "imported" if rule.action == "import" else "imported as"
-                reason = f'category "{rule_path}" {verb} "{target}" (products.categories)'
-                decided(tree.use(target, create=True), "category", reason, tag)
-                continue
-
-        # 4. smart mapping
-        note = ""
-        if suggest is not None:
-            suggestion = suggest(rec)
-            if suggestion is not None:
-                spath, confidence = suggestion
-                if confidence >= smart.min_confidence and spath in tree.tree:
-                    reason = (f'smart mapping -> {spath} (confidence {confidence:.2f} >= '
-                              f'{smart.min_confidence:g})')
-                    decided(tree.use(spath, create=False), "smart", reason, "smart")
-                    continue
-                note = f"; smart mapping suggests {spath} with confidence {confidence:.2f}"
-
-        # 5. auto-import the PSA category
-        if section.auto_import_new_categories and path is not None:
-            reason = f'category "{path}" imported automatically (products.auto_import_new_categories)'
-            decided(tree.use(path, create=True), "category", reason, "auto_import")
-            continue
-
-        # 6. pending
-        reason = f'product category "{path}" is not mapped' if path else "product has no category"
-        if forced:
-            reason = f"{forced}, but {reason}"
-        out.skip(psa_id, PENDING, reason + note, "unmapped", group)
+        row = {"id": hg_id, "psa_id": psa_id, "sku": sku, "name": verdict.name or rec.get("name"),
+               "category_id": tree.use(verdict.target, create=verdict.create),
+               "mapping_source": verdict.source, "price": rec.get("price"), "cost": rec.get("cost")}
+        out.load(psa_id, row, verdict.reason, verdict.rule, group)
+        result.distributions.extend(
+            {"tenant_id": tenant, "product_id": hg_id, "category_id": tree.use(share.to, create=False),
+             "pct": share.pct}
+            for share in verdict.shares
+        )
 
     result.categories = tree.rows()
     return result
+
 
 
 # --- members --------------------------------------------------------------------------------

@@ -89,18 +89,26 @@ def _validate(df: pd.DataFrame, expectations: list) -> list:
     GE does not keep the suite's order, so each expectation is tagged in `meta`.
     """
     import great_expectations as gx
-    from great_expectations.data_context import set_context
+    from great_expectations.data_context.data_context.context_factory import project_manager
 
     for position, expectation in enumerate(expectations):
         expectation.meta = {**(expectation.meta or {}), _META_KEY: position}
     with _lock:
         batch_definition = _get_batch_definition()
-        # V1 validators look the datasource up on the "current" context; make sure it is
-        # ours even if other code in the process created another one.
-        set_context(_context)
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-        suite = gx.ExpectationSuite(name="hg_quality", expectations=expectations)
-        results = batch.validate(suite, result_format=_RESULT_FORMAT).results
+        # V1 validators look the datasource up on GE's "current" context: make it ours for
+        # the validation, then give back whatever other code in the process had set.
+        try:
+            previous = project_manager.get_current_project()
+        except Exception:  # noqa: BLE001 - none set
+            previous = None
+        project_manager.set_project(_context)
+        try:
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+            suite = gx.ExpectationSuite(name="hg_quality", expectations=expectations)
+            results = batch.validate(suite, result_format=_RESULT_FORMAT).results
+        finally:
+            if previous is not None:
+                project_manager.set_project(previous)
     return sorted(results, key=lambda r: r.expectation_config.meta[_META_KEY])
 
 
@@ -297,8 +305,8 @@ class _Report:
             self.fragments.append(f"{expectation} on {check.column} raised: {message}")
             return
 
-        positions = [int(i) for i in info.get("partial_unexpected_index_list") or []
-                     if isinstance(i, (int,)) or hasattr(i, "__index__")]
+        # frames are validated with a RangeIndex, so GE's indexes are positions
+        positions = [int(i) for i in info.get("partial_unexpected_index_list") or []]
         if expectation == "expect_column_to_exist":
             failure.update(unexpected_count=None, sample=[])
             self.fragments.append(check.label)

@@ -42,6 +42,7 @@ from bisect import bisect_right
 from collections import deque
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import itemgetter
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from hg_pipeline.simulators.datasets import Dataset, generate
@@ -93,6 +94,8 @@ class ApiError(Exception):
 
 
 # --- conditions ------------------------------------------------------------------------
+
+_get_id = itemgetter("id")
 
 _CLAUSE = re.compile(
     r"""\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*)\s*
@@ -288,6 +291,7 @@ class ConnectWiseSimulator:
         self.max_page_size = max_page_size
         self.verbose = verbose
         self.lock = threading.RLock()  # held while reading the dataset
+        self._cache: dict[str, tuple[list[dict], list[dict], list[int]]] = {}
         self._credentials = credentials
         self._expected_auth = "Basic " + base64.b64encode(
             f"{credentials['company_id']}+{credentials['public_key']}:{credentials['private_key']}".encode()
@@ -438,19 +442,20 @@ class ConnectWiseSimulator:
         forward_only = request.headers.get("pagination-type", "").lower() == "forward-only"
         if forward_only and order is not None and order != ("id", False):
             raise ApiError(400, "InvalidObject", "orderBy is not allowed with forward-only pagination")
-        with self.lock:
-            records = list(self.dataset.records(kind))
+        records, ids = self._snapshot(kind)
         if predicate is not None:
             records = [r for r in records if predicate(r)]
+            ids = None
         if counting:
             return 200, {"count": len(records)}, {}
-        records = self._sorted(records, order)
+        if order is not None and order != ("id", False):
+            records, ids = self._sorted(records, order), None
         page_size = self._int(query, "pageSize", DEFAULT_PAGE_SIZE, minimum=1)
         page_size = min(page_size, self.max_page_size)
         keep = {k: v for k, v in query.items() if k not in ("page", "pageSize", "pageId")}
         if forward_only:
             page_id = self._int(query, "pageId", 0, minimum=0)
-            start = bisect_right([r["id"] for r in records], page_id)
+            start = bisect_right(ids if ids is not None else [r["id"] for r in records], page_id)
             chunk = records[start:start + page_size]
             links = {}
             if start + page_size < len(records):
@@ -500,13 +505,31 @@ class ConnectWiseSimulator:
             raise ApiError(400, "InvalidObject", f"orderBy: cannot parse {text!r}")
         return match[1], (match[2] or "asc").lower() == "desc"
 
+    def _snapshot(self, kind: str) -> tuple[list[dict], list[int]]:
+        """The records of `kind` sorted by id, and their ids.
+
+        The dataset lists are live, so this is checked on every request, cheaply: comparing
+        the list with the last copy is a C loop on object identity when nothing changed. (An
+        in-place edit of a record's *id* is the one change it cannot see.)
+        """
+        with self.lock:
+            current = self.dataset.records(kind)
+            cached = self._cache.get(kind)
+            if cached is not None and cached[0] == current:
+                return cached[1], cached[2]
+            copy = list(current)
+        ids = list(map(_get_id, copy))
+        if ids == sorted(ids):
+            ordered = copy
+        else:
+            ordered = sorted(copy, key=_get_id)
+            ids = list(map(_get_id, ordered))
+        with self.lock:
+            self._cache[kind] = (copy, ordered, ids)
+        return ordered, ids
+
     @staticmethod
-    def _sorted(records: list[dict], order: tuple[str, bool] | None) -> list[dict]:
-        if order is None or order == ("id", False):
-            ids = [r["id"] for r in records]
-            if all(a < b for a, b in zip(ids, ids[1:])):
-                return records
-            return sorted(records, key=lambda r: r["id"])
+    def _sorted(records: list[dict], order: tuple[str, bool]) -> list[dict]:
         field, descending = order
         get = _field_getter(field)
 

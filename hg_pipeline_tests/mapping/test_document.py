@@ -418,3 +418,13 @@ def test_global_category_paths_keeps_file_order():
     paths = global_category_paths()
     assert paths[:3] == ["Hardware", "Hardware/End User Devices", "Hardware/Mobile Devices"]
     assert "Other/Miscellaneous" in paths and len(paths) == len(set(paths))
+
+
+def test_documents_and_errors_pickle():
+    import pickle
+
+    doc = parse_document(SPEC_EXAMPLE)
+    again = pickle.loads(pickle.dumps(doc))
+    assert again == doc and again.to_yaml() == SPEC_EXAMPLE
+    err = pickle.loads(pickle.dumps(MappingError(4, "bad")))
+    assert (err.line, err.reason, str(err)) == (4, "bad", "line 4: bad")

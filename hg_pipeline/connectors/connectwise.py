@@ -1,0 +1,493 @@
+"""ConnectWise Manage (PSA) connector: raw pages out of the REST API, and their normalization.
+
+`iter_pages(entity)` streams vendor payload pages for a canonical entity (see `ENDPOINTS`),
+several pages in flight at once (the `/count` sibling tells how many pages there are) but
+yielded in order; `normalize(entity, payload)` turns one payload into the record shape of
+`hg_pipeline.entities.NORMALIZED_FIELDS`, or raises `RecordError` for a payload that breaks
+a hard rule (the caller quarantines it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from hg_pipeline.connectors.http import (
+    PsaAuthError,
+    PsaError,
+    PsaHttp,
+    PsaUnreachable,
+    RateLimiter,
+    utc_text,
+)
+
+log = logging.getLogger("hg_pipeline.connectors")
+
+CREDENTIAL_KEYS = ("company_id", "public_key", "private_key", "client_id")
+DEFAULT_CODEBASE = "v4_6_release/"
+API_VERSION = "2025.1"
+MAX_PAGE_SIZE = 1000
+
+# Canonical entity -> API paths (below /apis/3.0), read in this order.
+ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "company_types": ("company/companies/types",),
+    "contact_types": ("company/contacts/types",),
+    "product_categories": ("procurement/categories", "procurement/subcategories"),
+    "companies": ("company/companies",),
+    "contacts": ("company/contacts",),
+    "products": ("procurement/catalog",),
+    "members": ("system/members",),
+    "assets": ("company/configurations",),
+}
+# psa_id prefixes keep category and subcategory ids apart in one list.
+CATEGORY_PREFIX = "cat-"
+SUBCATEGORY_PREFIX = "sub-"
+_ID_PREFIX = {"procurement/categories": CATEGORY_PREFIX, "procurement/subcategories": SUBCATEGORY_PREFIX}
+
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+
+class RecordError(ValueError):
+    """A payload that cannot become a normalized record; the message says why."""
+
+
+class ConnectWiseConnector:
+    """Reads one ConnectWise Manage tenant.
+
+    `base_url` is the site root (`https://na.myconnectwise.net`, or a simulator's
+    `http://127.0.0.1:PORT`); the codebase is looked up at `/login/companyinfo/{company_id}`.
+    An API root that already ends in `/apis/3.0` is used as is.
+    `credentials` are plain values for `company_id`, `public_key`, `private_key`, `client_id`.
+    """
+
+    source = "connectwise"
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Mapping[str, str],
+        *,
+        page_size: int = 1000,
+        concurrency: int = 4,
+        requests_per_second: float | None = None,
+        max_retries: int = 5,
+        timeout: float = 30,
+        backoff: float = 0.5,
+        max_wait: float = 60.0,
+        since_inclusive: bool = False,
+    ) -> None:
+        missing = [key for key in CREDENTIAL_KEYS if not credentials.get(key)]
+        if missing:
+            raise ValueError(f"ConnectWise credentials lack {', '.join(missing)}")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.page_size = page_size
+        self.concurrency = concurrency
+        self.since_inclusive = since_inclusive
+        self._company_id = credentials["company_id"]
+        self.http = PsaHttp(
+            self.base_url,
+            headers={
+                "clientId": credentials["client_id"],
+                "Accept": f"application/vnd.connectwise.com+json; version={API_VERSION}",
+            },
+            auth=(f"{credentials['company_id']}+{credentials['public_key']}", credentials["private_key"]),
+            secrets=[credentials[key] for key in CREDENTIAL_KEYS],
+            max_retries=max_retries,
+            backoff=backoff,
+            max_wait=max_wait,
+            timeout=timeout,
+            pool_size=concurrency + 2,
+            rate_limiter=RateLimiter(requests_per_second),
+        )
+        self._api_root: str | None = self.base_url + "/" if re.search(r"/apis/3\.0$", self.base_url) else None
+        self._root_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "ConnectWiseConnector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- discovery -----------------------------------------------------------------------
+
+    @property
+    def api_root(self) -> str:
+        """`{base_url}/{codebase}apis/3.0/`, the codebase looked up once."""
+        with self._root_lock:
+            if self._api_root is None:
+                self._api_root = f"{self.base_url}/{self._codebase().strip('/')}/apis/3.0/"
+            return self._api_root
+
+    def _codebase(self) -> str:
+        try:
+            body, _ = self.http.get_json(f"{self.base_url}/login/companyinfo/{quote(self._company_id, safe='')}")
+        except PsaUnreachable:
+            raise
+        except PsaError as error:
+            log.info("ConnectWise company info unavailable (%s); using codebase %s", error, DEFAULT_CODEBASE)
+            return DEFAULT_CODEBASE
+        codebase = body.get("Codebase") if isinstance(body, dict) else None
+        if not isinstance(codebase, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+/?", codebase):
+            return DEFAULT_CODEBASE
+        return codebase
+
+    # -- reading -------------------------------------------------------------------------
+
+    def iter_pages(self, entity: str, since: datetime | None = None) -> Iterator[list[dict]]:
+        """Raw payload pages of `entity` (records changed after `since` when given)."""
+        params: dict[str, object] = {}
+        if since is not None:
+            op = ">=" if self.since_inclusive else ">"
+            params["conditions"] = f"lastUpdated{op}[{utc_text(since)}]"
+        for path in _endpoints(entity):
+            yield from self._pages(path, params)
+
+    def iter_ids(self, entity: str) -> Iterator[str]:
+        """Every psa_id of `entity` (an id-only sweep, for delete detection)."""
+        for path in _endpoints(entity):
+            prefix = _ID_PREFIX.get(path, "")
+            for page in self._pages(path, {"fields": "id"}):
+                for record in page:
+                    yield f"{prefix}{record['id']}"
+
+    def count(self, entity: str, since: datetime | None = None) -> int:
+        total = 0
+        params = {}
+        if since is not None:
+            params["conditions"] = f"lastUpdated{'>=' if self.since_inclusive else '>'}[{utc_text(since)}]"
+        for path in _endpoints(entity):
+            body, _ = self.http.get_json(self.api_root + path + "/count", params)
+            total += int(body["count"])
+        return total
+
+    def _pages(self, path: str, params: Mapping[str, object]) -> Iterator[list[dict]]:
+        url = self.api_root + path
+        params = {**params, "orderBy": "id asc", "pageSize": self.page_size}
+        try:
+            body, _ = self.http.get_json(url + "/count", {k: v for k, v in params.items() if k == "conditions"})
+            total = int(body["count"])
+        except (PsaAuthError, PsaUnreachable):
+            raise
+        except (PsaError, KeyError, TypeError, ValueError) as error:
+            log.warning("GET %s/count failed (%s); following Link headers one page at a time", path, error)
+            yield from self._follow_links(url, params)
+            return
+        pages = max(1, math.ceil(total / self.page_size))
+        last_page: list[dict] = []
+        for last_page in self._fetch_concurrently(url, params, pages):
+            if last_page:
+                yield last_page
+        # Records added since the count: keep going while pages come back full.
+        page = pages
+        while len(last_page) == self.page_size:
+            page += 1
+            last_page = self._page(url, {**params, "page": page})
+            if last_page:
+                yield last_page
+
+    def _fetch_concurrently(self, url: str, params: Mapping[str, object], pages: int) -> Iterator[list[dict]]:
+        if pages == 1 or self.concurrency == 1:
+            for page in range(1, pages + 1):
+                yield self._page(url, {**params, "page": page})
+            return
+        executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cw-page")
+        in_flight: deque[Future] = deque()
+        try:
+            next_page = 1
+            while next_page <= pages or in_flight:
+                while next_page <= pages and len(in_flight) < self.concurrency:
+                    in_flight.append(executor.submit(self._page, url, {**params, "page": next_page}))
+                    next_page += 1
+                yield in_flight.popleft().result()
+        finally:
+            for future in in_flight:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _page(self, url: str, params: Mapping[str, object]) -> list[dict]:
+        body, _ = self.http.get_json(url, params)
+        if not isinstance(body, list):
+            path = urlsplit(url).path
+            raise PsaError(f"GET {path}: expected a JSON list of records", status=200, url_path=path)
+        return body
+
+    def _follow_links(self, url: str, params: Mapping[str, object]) -> Iterator[list[dict]]:
+        page = 1
+        next_url: str | None = url
+        next_params: Mapping[str, object] | None = {**params, "page": 1}
+        while next_url:
+            body, headers = self.http.get_json(next_url, next_params)
+            if not isinstance(body, list):
+                path = urlsplit(next_url).path
+                raise PsaError(f"GET {path}: expected a JSON list of records", status=200, url_path=path)
+            if body:
+                yield body
+            link = headers.get("Link")
+            if link is not None:
+                nexts = [l.get("url") for l in requests.utils.parse_header_links(link) if l.get("rel") == "next"]
+                next_url, next_params = (nexts[0], None) if nexts else (None, None)
+            elif len(body) == self.page_size:
+                page += 1
+                next_url, next_params = url, {**params, "page": page}
+            else:
+                next_url = None
+
+    # -- normalizing ---------------------------------------------------------------------
+
+    def normalize(self, entity: str, payload: Mapping) -> dict:
+        """The normalized record of one payload (keys: NORMALIZED_FIELDS[entity])."""
+        try:
+            build = _NORMALIZERS[entity]
+        except KeyError:
+            raise ValueError(f"unknown entity {entity!r}") from None
+        if not isinstance(payload, Mapping):
+            raise RecordError(f"{entity}: expected a JSON object, got {type(payload).__name__}")
+        return build(payload)
+
+
+def _endpoints(entity: str) -> tuple[str, ...]:
+    try:
+        return ENDPOINTS[entity]
+    except KeyError:
+        raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENDPOINTS)}") from None
+
+
+# --- normalizers (pure functions of one payload) ------------------------------------------
+
+
+def _id(payload: Mapping, what: str) -> int:
+    value = payload.get("id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = "missing" if value is None else f"{value!r} is not an integer"
+        raise RecordError(f"{what}: id {shown}")
+    return value
+
+
+def _text(payload: Mapping, key: str, what: str, *, required: bool = False) -> str | None:
+    value = payload.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RecordError(f"{what}: {key} is missing")
+        return None
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise RecordError(f"{what}: {key} should be text, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _ref(payload: Mapping, key: str, what: str) -> Mapping | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise RecordError(f"{what}: {key} should be an object, got {type(value).__name__}")
+    return value
+
+
+def _ref_name(payload: Mapping, key: str, what: str, field: str = "name") -> str | None:
+    ref = _ref(payload, key, what)
+    return None if ref is None else _text(ref, field, f"{what} {key}")
+
+
+def _ref_id(payload: Mapping, key: str, what: str) -> str | None:
+    ref = _ref(payload, key, what)
+    if ref is None or ref.get("id") is None:
+        return None
+    return str(_id(ref, f"{what} {key}"))
+
+
+def _number(payload: Mapping, key: str, what: str) -> float | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecordError(f"{what}: {key} {value!r} is not a number")
+    return float(value)
+
+
+def _flag(payload: Mapping, key: str, default: bool = False) -> bool:
+    value = payload.get(key)
+    return default if value is None else bool(value)
+
+
+def _email(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if not _EMAIL.match(value):
+        raise RecordError(f"{what}: {value!r} is not an email address")
+    return value
+
+
+def _type_names(payload: Mapping, what: str) -> list[str]:
+    types = payload.get("types")
+    if types is None:
+        return []
+    if not isinstance(types, list):
+        raise RecordError(f"{what}: types should be a list, got {type(types).__name__}")
+    names = []
+    for item in types:
+        if not isinstance(item, Mapping):
+            raise RecordError(f"{what}: each type should be an object, got {type(item).__name__}")
+        name = _text(item, "name", f"{what} type") or _text(item, "description", f"{what} type")
+        if name is None:
+            raise RecordError(f"{what}: a type has no name")
+        names.append(name)
+    return names
+
+
+def _company_type(payload: Mapping) -> dict:
+    psa_id = _id(payload, "company type")
+    return {"psa_id": str(psa_id), "name": _text(payload, "name", f"company type {psa_id}", required=True)}
+
+
+def _contact_type(payload: Mapping) -> dict:
+    psa_id = _id(payload, "contact type")
+    # ConnectWise calls a contact type's label `description`.
+    name = _text(payload, "description", f"contact type {psa_id}") or _text(payload, "name", f"contact type {psa_id}")
+    if name is None:
+        raise RecordError(f"contact type {psa_id}: description is missing")
+    return {"psa_id": str(psa_id), "name": name}
+
+
+def _product_category(payload: Mapping) -> dict:
+    if "category" in payload:  # a subcategory carries its parent category
+        psa_id = _id(payload, "product subcategory")
+        what = f"product subcategory {psa_id}"
+        name = _text(payload, "name", what, required=True)
+        parent = _ref(payload, "category", what)
+        if parent is None:
+            raise RecordError(f"{what}: category is missing")
+        parent_id = _id(parent, f"{what} category")
+        parent_name = _text(parent, "name", f"{what} category", required=True)
+        return {"psa_id": f"{SUBCATEGORY_PREFIX}{psa_id}", "name": name,
+                "parent_psa_id": f"{CATEGORY_PREFIX}{parent_id}", "path": f"{parent_name}/{name}"}
+    psa_id = _id(payload, "product category")
+    name = _text(payload, "name", f"product category {psa_id}", required=True)
+    return {"psa_id": f"{CATEGORY_PREFIX}{psa_id}", "name": name, "parent_psa_id": None, "path": name}
+
+
+def _company(payload: Mapping) -> dict:
+    psa_id = _id(payload, "company")
+    what = f"company {psa_id}"
+    return {
+        "psa_id": str(psa_id),
+        "name": _text(payload, "name", what, required=True),
+        "identifier": _text(payload, "identifier", what),
+        "types": _type_names(payload, what),
+        "status": _ref_name(payload, "status", what),
+        "deleted": _flag(payload, "deletedFlag"),
+    }
+
+
+def _contact_email(payload: Mapping, what: str) -> str | None:
+    items = payload.get("communicationItems")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise RecordError(f"{what}: communicationItems should be a list, got {type(items).__name__}")
+    emails = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise RecordError(f"{what}: each communication item should be an object")
+        type_ref = item.get("type") if isinstance(item.get("type"), Mapping) else {}
+        if item.get("communicationType") == "Email" or (
+                item.get("communicationType") is None and type_ref.get("name") == "Email"):
+            value = _text(item, "value", what)
+            if value is not None:
+                emails.append((not item.get("defaultFlag"), value))
+    if not emails:
+        return None
+    return _email(min(emails, key=lambda e: e[0])[1], what)  # the default one, else the first
+
+
+def _contact(payload: Mapping) -> dict:
+    psa_id = _id(payload, "contact")
+    what = f"contact {psa_id}"
+    first = _text(payload, "firstName", what)
+    last = _text(payload, "lastName", what)
+    if first is None and last is None:
+        raise RecordError(f"{what}: name is missing (no firstName or lastName)")
+    return {
+        "psa_id": str(psa_id),
+        "company_psa_id": _ref_id(payload, "company", what),
+        "first_name": first,
+        "last_name": last,
+        "email": _contact_email(payload, what),
+        "types": _type_names(payload, what),
+        "inactive": _flag(payload, "inactiveFlag"),
+    }
+
+
+def _product(payload: Mapping) -> dict:
+    psa_id = _id(payload, "product")
+    what = f"product {psa_id}"
+    return {
+        "psa_id": str(psa_id),
+        "sku": _text(payload, "identifier", what),
+        "name": _text(payload, "description", what, required=True),
+        "category": _ref_name(payload, "category", what),
+        "subcategory": _ref_name(payload, "subcategory", what),
+        "price": _number(payload, "price", what),
+        "cost": _number(payload, "cost", what),
+        "product_class": _text(payload, "productClass", what),
+        "inactive": _flag(payload, "inactiveFlag"),
+    }
+
+
+def _member(payload: Mapping) -> dict:
+    psa_id = _id(payload, "member")
+    what = f"member {psa_id}"
+    first = _text(payload, "firstName", what)
+    last = _text(payload, "lastName", what)
+    if first is None and last is None:
+        raise RecordError(f"{what}: name is missing (no firstName or lastName)")
+    email = _text(payload, "primaryEmail", what) or _text(payload, "officeEmail", what)
+    return {
+        "psa_id": str(psa_id),
+        "identifier": _text(payload, "identifier", what),
+        "first_name": first,
+        "last_name": last,
+        "name": " ".join(part for part in (first, last) if part),
+        "email": _email(email, what),
+        "inactive": _flag(payload, "inactiveFlag"),
+    }
+
+
+def _asset(payload: Mapping) -> dict:
+    psa_id = _id(payload, "configuration")
+    what = f"configuration {psa_id}"
+    return {
+        "psa_id": str(psa_id),
+        "company_psa_id": _ref_id(payload, "company", what),
+        "name": _text(payload, "name", what, required=True),
+        "asset_type": _ref_name(payload, "type", what),
+        "serial_number": _text(payload, "serialNumber", what),
+        "active": _flag(payload, "activeFlag", default=True),
+    }
+
+
+_NORMALIZERS = {
+    "company_types": _company_type,
+    "contact_types": _contact_type,
+    "product_categories": _product_category,
+    "companies": _company,
+    "contacts": _contact,
+    "products": _product,
+    "members": _member,
+    "assets": _asset,
+}
