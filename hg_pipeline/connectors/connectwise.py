@@ -186,22 +186,19 @@ class ConnectWiseConnector:
             raise
         except (PsaError, KeyError, TypeError, ValueError) as error:
             log.warning("GET %s/count failed (%s); following Link headers one page at a time", path, error)
-            yield from self._follow_links(url, params)
+            yield from self._follow_links((url, {**params, "page": 1}))
             return
         pages = max(1, math.ceil(total / self.page_size))
-        last_page: list[dict] = []
-        for last_page in self._fetch_concurrently(url, params, pages):
-            if last_page:
-                yield last_page
-        # Records added since the count: keep going while pages come back full.
-        page = pages
-        while len(last_page) == self.page_size:
-            page += 1
-            last_page = self._page(url, {**params, "page": page})
-            if last_page:
-                yield last_page
+        following = None
+        for records, following in self._fetch_concurrently(url, params, pages):
+            if records:
+                yield records
+        # The last counted page links to another one: records were added since the count.
+        if following is not None:
+            yield from self._follow_links(following)
 
-    def _fetch_concurrently(self, url: str, params: Mapping[str, object], pages: int) -> Iterator[list[dict]]:
+    def _fetch_concurrently(self, url: str, params: Mapping[str, object], pages: int):
+        """(records, next request or None) of pages 1..pages, in order, `concurrency` at a time."""
         if pages == 1 or self.concurrency == 1:
             for page in range(1, pages + 1):
                 yield self._page(url, {**params, "page": page})
@@ -220,33 +217,25 @@ class ConnectWiseConnector:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _page(self, url: str, params: Mapping[str, object]) -> list[dict]:
-        body, _ = self.http.get_json(url, params)
+    def _page(self, url: str, params: Mapping[str, object] | None):
+        """(records, the request for the next page or None) of one page."""
+        body, headers = self.http.get_json(url, params)
         if not isinstance(body, list):
             path = urlsplit(url).path
             raise PsaError(f"GET {path}: expected a JSON list of records", status=200, url_path=path)
-        return body
+        link = headers.get("Link")
+        if link is not None:  # the vendor's way: rel="next" until the last page
+            nexts = [item.get("url") for item in requests.utils.parse_header_links(link) if item.get("rel") == "next"]
+            return body, ((nexts[0], None) if nexts and nexts[0] else None)
+        if params is not None and len(body) == self.page_size:  # no Link header: a full page may have a successor
+            return body, (url, {**params, "page": int(params.get("page", 1)) + 1})
+        return body, None
 
-    def _follow_links(self, url: str, params: Mapping[str, object]) -> Iterator[list[dict]]:
-        page = 1
-        next_url: str | None = url
-        next_params: Mapping[str, object] | None = {**params, "page": 1}
-        while next_url:
-            body, headers = self.http.get_json(next_url, next_params)
-            if not isinstance(body, list):
-                path = urlsplit(next_url).path
-                raise PsaError(f"GET {path}: expected a JSON list of records", status=200, url_path=path)
-            if body:
-                yield body
-            link = headers.get("Link")
-            if link is not None:
-                nexts = [l.get("url") for l in requests.utils.parse_header_links(link) if l.get("rel") == "next"]
-                next_url, next_params = (nexts[0], None) if nexts else (None, None)
-            elif len(body) == self.page_size:
-                page += 1
-                next_url, next_params = url, {**params, "page": page}
-            else:
-                next_url = None
+    def _follow_links(self, request: tuple[str, Mapping[str, object] | None] | None) -> Iterator[list[dict]]:
+        while request is not None:
+            records, request = self._page(*request)
+            if records:
+                yield records
 
     # -- normalizing ---------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ Reference data (company types, contact types, product categories) only has the
 extract stage: the MSP maps it, nothing loads it.
 """
 
-from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from dagster import (
     asset,
 )
 
-from hg_pipeline.connectors import CredentialError, PsaError, RecordError
+from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, RecordError
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.mapping_stage import run_mapping
@@ -51,7 +50,7 @@ class ExtractConfig(Config):
     incremental: bool = False
 
 
-def _fail(tenant_id: str, step: str, exc: Exception) -> Failure:
+def _fail(tenant_id: str, step: str, exc: Exception | str) -> Failure:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return Failure(description=f"tenant {tenant_id}: {step} failed: {reason}",
                    metadata={"tenant": tenant_id, "step": step, "reason": reason})
@@ -79,7 +78,7 @@ def extract_asset(entity: str) -> AssetsDefinition:
         bad: list[tuple[str | None, str, dict | None]] = []
         seen: set[str] = set()
         try:
-            with engine.begin() as conn:
+            with connector, engine.begin() as conn:
                 stager = RawStager(conn, tenant_id, entity, context.run_id, now)
                 for page in connector.iter_pages(entity, since=since):
                     good = []
@@ -97,6 +96,8 @@ def extract_asset(entity: str) -> AssetsDefinition:
                     stager.add(good)
                 counts = stager.finish(full=since is None)
                 quarantine_records(conn, tenant_id, entity, bad, context.run_id, now)
+        except PsaUnreachable as exc:
+            raise _fail(tenant_id, f"extract {entity}", f"PSA unreachable at {tenant.base_url}: {exc}") from None
         except PsaError as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
         reasons = Counter(reason.split(":")[0] for _, reason, _ in bad)

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import socket
 import ssl
 import sys
 import tempfile
@@ -231,6 +232,16 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ConnectWiseSimulator/1.0"
     sim: "ConnectWiseSimulator"  # set on the subclass made per simulator
 
+    def setup(self) -> None:
+        super().setup()
+        with self.sim._count_lock:
+            self.sim._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.sim._count_lock:
+            self.sim._connections.discard(self.connection)
+        super().finish()
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by default
         if self.sim.verbose:
             super().log_message(format, *args)
@@ -305,6 +316,7 @@ class ConnectWiseSimulator:
         self.requests_by_path: dict[str, int] = {}
         self.request_times: list[float] = []  # time.monotonic() of each API request
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()  # open keep-alive connections
         self._thread: threading.Thread | None = None
         self._tls_dir: tempfile.TemporaryDirectory | None = None
         self.ca_file: str | None = None
@@ -330,6 +342,13 @@ class ConnectWiseSimulator:
             return
         self._server.shutdown()
         self._server.server_close()
+        with self._count_lock:  # a stopped server must not go on answering pooled connections
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None

@@ -44,6 +44,8 @@ def validate(tenant: Tenant) -> None:
         raise TenantError(f"source {tenant.source!r} is not one of {', '.join(SOURCES)}")
     if tenant.source != "import" and not (tenant.base_url or "").startswith(("http://", "https://")):
         raise TenantError(f"base-url {tenant.base_url!r} must be an http(s) URL")
+    if tenant.base_url and "@" in tenant.base_url.split("//", 1)[-1].split("/", 1)[0]:
+        raise TenantError("base-url must not carry credentials; use --credential KEY=env:VAR")
     required = CREDENTIAL_KEYS[tenant.source]
     allowed = set(required) | set(OPTIONAL_CREDENTIAL_KEYS.get(tenant.source, ()))
     for key, ref in tenant.credentials.items():

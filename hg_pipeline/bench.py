@@ -1,0 +1,455 @@
+"""`hg-pipeline bench`: a full sync of a simulated MSP into PostgreSQL, with figures.
+
+What it measures, in one process:
+
+1. the dataset generation (timed apart: it is not pipeline work);
+2. the full sync (`run_sync(..., "full")`) of tenant `bench` from an in-process
+   ConnectWise simulator: per stage (extract / map / load of every entity) the records
+   and records/s, from the Dagster step start/end times of the run, and the total;
+3. a remap (`run_sync(..., "remap")`), which must make no PSA request;
+4. a baseline: a raw `COPY ... FROM STDIN` (psycopg 3, `write_row`) of the very rows the
+   sync left in `hg.raw_records` and in every loaded table, into empty twins
+   (`CREATE TABLE bench_baseline.x (LIKE hg.x INCLUDING ALL)`). The ratio pipeline /
+   COPY says how far the pipeline is from the database's own bulk-load speed.
+
+Output lines are `key: value` or fixed-width table rows, so they can be grepped.
+The simulator runs in this process, so the peak RSS includes its dataset and pages.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import ExitStack, contextmanager, redirect_stderr
+from pathlib import Path
+
+from hg_pipeline.cli import InputError
+from hg_pipeline.entities import LOADED_ENTITIES, REFERENCE_ENTITIES
+from hg_pipeline.warehouse import db
+
+BENCH_TENANT = "bench"
+BASELINE_SCHEMA = "bench_baseline"
+ADMIN_URL_ENV = "HG_TEST_PG_URL"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432"
+# The tenant's credentials are env: references to these variables, as a real tenant's are.
+BENCH_ENV_PREFIX = "HG_BENCH_CW_"
+REMAP_GOAL_SECONDS = 10.0
+
+
+class BenchError(InputError):
+    """The bench cannot run (bad database URL, failed sync...); the message says why.
+    An InputError so that `hg-pipeline bench` prints it on one line and exits 2."""
+
+
+# --- entry point ------------------------------------------------------------------------
+
+def run_bench(database_url: str | None, *, dataset: str = "large", out=None) -> dict:
+    """Run the benchmark and print its figures; returns them as a dict.
+
+    `database_url`: a PostgreSQL URL to use as is (the tenant `bench` and the schema
+    `bench_baseline` are created in it), or None for a fresh database `hg_bench_<random>`
+    on $HG_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432), dropped at the end.
+    """
+    out = out or sys.stdout
+    if database_url is not None:
+        _require_postgres(database_url)
+    with ExitStack() as stack:
+        url, created = stack.enter_context(_database(database_url))
+        return _bench(url, dataset, out, created_database=created)
+
+
+def _require_postgres(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise BenchError(f"bad database URL {db.safe_url(url)!r}") from None
+    if backend != "postgresql":
+        raise BenchError(f"the bench measures PostgreSQL bulk loads; {db.safe_url(url)} is {backend}: "
+                         "pass --database-url postgresql+psycopg://... or omit it for a fresh database")
+
+
+@contextmanager
+def _database(url: str | None):
+    """(url, created): the given URL, or a fresh database dropped on exit."""
+    if url is not None:
+        yield url, None
+        return
+    import psycopg
+
+    admin = os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL).rstrip("/")
+    name = f"hg_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise BenchError(f"cannot create a bench database on {db.safe_url(admin)}: "
+                         f"{str(exc).strip().splitlines()[0]}") from None
+    fresh = f"{admin.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    try:
+        yield fresh, name
+    finally:
+        _forget_engine(fresh)
+        with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _forget_engine(url: str) -> None:
+    # db.connect caches one engine per URL; the database is about to go away.
+    with db._lock:  # noqa: SLF001 - no public "dispose one URL" in hg_pipeline.warehouse.db
+        engine = db._engines.pop(url, None)  # noqa: SLF001
+    if engine is not None:
+        engine.dispose()
+
+
+# --- the run ----------------------------------------------------------------------------
+
+def _bench(url: str, dataset_name: str, out, *, created_database: str | None) -> dict:
+    from dagster import DagsterInstance
+
+    from hg_pipeline.orchestration.run import run_sync
+    from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
+    from hg_pipeline.simulators.datasets import generate
+    from hg_pipeline.warehouse.load import live_counts
+    from hg_pipeline.warehouse.schema import upgrade
+
+    def say(line: str = "") -> None:
+        print(line, file=out, flush=True)
+
+    engine = db.connect(url)
+    t0 = time.perf_counter()
+    upgrade(engine)
+    upgrade_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dataset = generate(dataset_name, seed=1)
+    generate_seconds = time.perf_counter() - t0
+    rss_before_sync = _current_rss_mb()
+
+    say(f"bench: dataset {dataset_name} seed 1 -> {db.safe_url(url)}"
+        + (" (fresh database, dropped at the end)" if created_database else ""))
+    say("dataset: " + " ".join(f"{k}={v}" for k, v in dataset.counts().items()))
+    say(f"generate_seconds: {generate_seconds:.2f}")
+    say(f"upgrade_seconds: {upgrade_seconds:.2f}")
+
+    figures: dict = {
+        "dataset": dataset_name,
+        "database": db.safe_url(url),
+        "dataset_counts": dataset.counts(),
+        "generate_seconds": generate_seconds,
+        "upgrade_seconds": upgrade_seconds,
+    }
+    env_vars = {key: f"{BENCH_ENV_PREFIX}{key.upper()}" for key in DEMO_CREDENTIALS}
+    for key, var in env_vars.items():
+        os.environ[var] = DEMO_CREDENTIALS[key]
+
+    with ExitStack() as stack:
+        home = stack.enter_context(tempfile.TemporaryDirectory(prefix="hg-bench-dagster-"))
+        instance = stack.enter_context(DagsterInstance.local_temp(tempdir=home))
+        simulator = stack.enter_context(ConnectWiseSimulator(dataset, port=0))
+        _register_tenant(engine, simulator.base_url, env_vars)
+        mapping_version = _store_mapping(engine)
+        say(f"simulator: {simulator.base_url} (in this process: its dataset and pages count in RSS)")
+        say(f"mapping_version: {mapping_version} (default document, auto_import_new_categories: true)")
+        # Dagster's console logger writes every event to stderr; keep it in a file instead.
+        log = stack.enter_context(tempfile.NamedTemporaryFile(
+            "w", prefix=f"hg-bench-{dataset_name}-", suffix=".dagster.log", delete=False))
+        say(f"dagster_log: {log.name}")
+        stack.enter_context(redirect_stderr(log))
+
+        # -- full sync
+        requests_before = simulator.requests
+        with _RssSampler() as sampler:
+            outcome = run_sync(url, BENCH_TENANT, "full", instance=instance)
+        if not outcome.success:
+            raise BenchError(f"full sync failed at {outcome.failed_step}: {outcome.reason}")
+        full_requests = simulator.requests - requests_before
+        steps = _step_seconds(instance, outcome.run_id)
+        stages = _stage_rows(outcome.stages, steps)
+        live = live_counts(engine, BENCH_TENANT)
+
+        # -- remap: the staged records only, no PSA request
+        requests_before = simulator.requests
+        remap_started = time.perf_counter()
+        remap = run_sync(url, BENCH_TENANT, "remap", instance=instance)
+        remap_wall = time.perf_counter() - remap_started
+        remap_requests = simulator.requests - requests_before
+        if not remap.success:
+            raise BenchError(f"remap failed at {remap.failed_step}: {remap.reason}")
+        remap_steps = _step_seconds(instance, remap.run_id)
+        remap_stages = _stage_rows(remap.stages, remap_steps)
+
+    rss_maxrss_mb = _maxrss_mb()
+
+    # -- baseline: raw COPY of the same rows
+    baseline = _copy_baseline(url)
+
+    # -- figures
+    step_total = sum(steps.values())
+    extract_seconds = sum(r["seconds"] for r in stages if r["stage"] == "extract")
+    map_seconds = sum(r["seconds"] for r in stages if r["stage"] == "map")
+    load_seconds = sum(r["seconds"] for r in stages if r["stage"] == "load")
+    loaded = {e: next((r["records"] for r in stages if r["stage"] == "load" and r["entity"] == e), 0)
+              for e in LOADED_ENTITIES}
+    extracted = sum(r["records"] for r in stages if r["stage"] == "extract")
+    baseline_total = sum(b["seconds"] for b in baseline.values())
+    for row in stages:
+        if row["stage"] == "load" and row["entity"] in baseline:
+            row["copy_seconds"] = baseline[row["entity"]]["seconds"]
+            row["ratio_to_copy"] = _ratio(row["seconds"], row["copy_seconds"])
+
+    figures.update({
+        "tenant": BENCH_TENANT,
+        "run_id": outcome.run_id,
+        "total_seconds": outcome.seconds,
+        "steps_seconds": step_total,
+        "extract_seconds": extract_seconds,
+        "map_seconds": map_seconds,
+        "load_seconds": load_seconds,
+        "records_extracted": extracted,
+        "records_loaded": sum(loaded.values()),
+        "loaded": loaded,
+        "live_counts": live,
+        "records_per_second": extracted / outcome.seconds if outcome.seconds else 0.0,
+        "loaded_per_second": sum(loaded.values()) / outcome.seconds if outcome.seconds else 0.0,
+        "psa_requests_full": full_requests,
+        "stages": stages,
+        "rss_before_sync_mb": rss_before_sync,
+        "rss_peak_sync_mb": sampler.peak_mb,
+        "rss_maxrss_mb": rss_maxrss_mb,
+        "remap_seconds": remap.seconds,
+        "remap_wall_seconds": remap_wall,
+        "remap_psa_requests": remap_requests,
+        "remap_goal_seconds": REMAP_GOAL_SECONDS,
+        "remap_within_goal": remap.seconds <= REMAP_GOAL_SECONDS,
+        "remap_stages": remap_stages,
+        "baseline": baseline,
+        "baseline_total_seconds": baseline_total,
+        "ratio_to_copy": _ratio(outcome.seconds, baseline_total),
+        "load_ratio_to_copy": _ratio(load_seconds, sum(b["seconds"] for e, b in baseline.items() if e in loaded)),
+    })
+    _print_report(figures, say)
+    return figures
+
+
+def _register_tenant(engine, base_url: str, env_vars: dict[str, str]) -> None:
+    from sqlalchemy import update
+
+    from hg_pipeline.warehouse.tables import tenants
+    from hg_pipeline.warehouse.tenants import Tenant, TenantError, add_tenant, get_tenant
+
+    credentials = {key: f"env:{var}" for key, var in env_vars.items()}
+    try:
+        get_tenant(engine, BENCH_TENANT)
+    except TenantError:
+        add_tenant(engine, Tenant(
+            tenant_id=BENCH_TENANT, name="Bench MSP (simulated ConnectWise)", source="connectwise",
+            base_url=base_url, credentials=credentials, notify_email=None,
+        ))
+        return
+    with engine.begin() as conn:  # a tenant left by an earlier bench in a given database: new port
+        conn.execute(update(tenants).where(tenants.c.tenant_id == BENCH_TENANT).values(base_url=base_url))
+
+
+def bench_document() -> str:
+    """The default mapping with new PSA categories imported, so that most products map."""
+    from hg_pipeline.mapping.document import default_document
+
+    document = default_document()
+    flag = "auto_import_new_categories: false"
+    if flag not in document:
+        raise BenchError("the default mapping no longer has `auto_import_new_categories: false`")
+    return document.replace(flag, "auto_import_new_categories: true", 1)
+
+
+def _store_mapping(engine) -> int:
+    from hg_pipeline.mapping.document import parse_document
+    from hg_pipeline.warehouse.mappings import current_mapping, store_mapping
+
+    document = bench_document()
+    parse_document(document)
+    stored = current_mapping(engine, BENCH_TENANT)
+    if stored is not None and stored.document == document:
+        return stored.version
+    return store_mapping(engine, BENCH_TENANT, document).version
+
+
+# --- timings from the Dagster run -------------------------------------------------------
+
+def _step_seconds(instance, run_id: str) -> dict[str, float]:
+    """step key -> seconds between its STEP_START and its STEP_SUCCESS (the instance's event log)."""
+    from dagster import DagsterEventType
+
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    records = instance.get_records_for_run(
+        run_id, of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
+                         DagsterEventType.STEP_FAILURE}, limit=100_000).records
+    for record in records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = entry.timestamp
+        elif event.step_key in started:
+            seconds[event.step_key] = entry.timestamp - started[event.step_key]
+    return seconds
+
+
+def _stage_rows(stages: dict[str, dict], steps: dict[str, float]) -> list[dict]:
+    """One row per step, in pipeline order: entity, stage, records, seconds, records/s."""
+    rows = []
+    for entity in (*REFERENCE_ENTITIES, *LOADED_ENTITIES):
+        for stage, key, count_key in (("extract", f"{entity}_raw", "received"),
+                                      ("map", f"{entity}_mapped", "records"),
+                                      ("load", entity, "rows")):
+            if key not in steps:
+                continue
+            meta = stages.get(key, {})
+            records = int(meta.get(count_key, 0) or 0)
+            seconds = steps[key]
+            row = {"entity": entity, "stage": stage, "step": key, "records": records, "seconds": seconds,
+                   "records_per_second": records / seconds if seconds > 0 else 0.0}
+            if stage == "extract":
+                row["quarantined"] = int(meta.get("quarantined", 0) or 0)
+            elif stage == "map":
+                row.update({k: int(meta.get(k, 0) or 0) for k in ("mapped", "pending", "ignored")})
+            else:
+                row.update({k: int(meta.get(k, 0) or 0) for k in ("inserted", "updated", "unchanged", "soft_deleted")})
+            rows.append(row)
+    return rows
+
+
+# --- memory -----------------------------------------------------------------------------
+
+def _maxrss_mb() -> float:
+    # ru_maxrss: kilobytes on Linux, bytes on macOS.
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value / (1024 * 1024) if sys.platform == "darwin" else value / 1024
+
+
+def _current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return _maxrss_mb()
+
+
+class _RssSampler:
+    """Samples this process's resident set every 50 ms; `peak_mb` is the highest seen."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, _current_rss_mb())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "_RssSampler":
+        self.peak_mb = _current_rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _current_rss_mb())
+
+
+# --- baseline: raw COPY ------------------------------------------------------------------
+
+def _copy_baseline(url: str) -> dict[str, dict]:
+    """For raw_records and each loaded table: read the tenant's rows into memory, then time
+    COPY FROM STDIN of them into an empty twin (same columns, indexes and constraints but
+    foreign keys) in schema bench_baseline, committed. Returns name -> {rows, seconds}."""
+    import psycopg
+
+    from hg_pipeline.warehouse.tables import LOADED_TABLES, raw_records
+
+    tables = {"raw_records": raw_records, **LOADED_TABLES}
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    results: dict[str, dict] = {}
+    with psycopg.connect(plain) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {BASELINE_SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {BASELINE_SCHEMA}")
+        conn.commit()
+        try:
+            for name, table in tables.items():
+                columns = [c.name for c in table.columns]
+                listed = ", ".join(columns)
+                conn.execute(f"CREATE TABLE {BASELINE_SCHEMA}.{name} (LIKE {db.SCHEMA}.{name} INCLUDING ALL)")
+                rows = conn.execute(f"SELECT {listed} FROM {db.SCHEMA}.{name} WHERE tenant_id = %s",
+                                    (BENCH_TENANT,)).fetchall()
+                conn.commit()
+                started = time.perf_counter()
+                with conn.cursor() as cursor:
+                    with cursor.copy(f"COPY {BASELINE_SCHEMA}.{name} ({listed}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                conn.commit()
+                seconds = time.perf_counter() - started
+                results[name] = {"table": f"{db.SCHEMA}.{name}", "rows": len(rows), "seconds": seconds,
+                                   "rows_per_second": len(rows) / seconds if seconds > 0 else 0.0}
+        finally:
+            conn.rollback()
+            conn.execute(f"DROP SCHEMA IF EXISTS {BASELINE_SCHEMA} CASCADE")
+            conn.commit()
+    return results
+
+
+# --- printing ----------------------------------------------------------------------------
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("inf")
+
+
+def _print_report(f: dict, say) -> None:
+    say()
+    say(f"{'stage':<8} {'entity':<18} {'records':>9} {'seconds':>8} {'rec/s':>9}  detail")
+    for row in f["stages"]:
+        if row["stage"] == "extract":
+            detail = f"quarantined={row['quarantined']}"
+        elif row["stage"] == "map":
+            detail = f"mapped={row['mapped']} pending={row['pending']} ignored={row['ignored']}"
+        else:
+            detail = (f"inserted={row['inserted']} updated={row['updated']} unchanged={row['unchanged']}"
+                      f" soft_deleted={row['soft_deleted']} copy={row.get('copy_seconds', 0):.2f}s"
+                      f" x{row.get('ratio_to_copy', 0):.1f}")
+        say(f"{row['stage']:<8} {row['entity']:<18} {row['records']:>9} {row['seconds']:>8.2f}"
+            f" {row['records_per_second']:>9.0f}  {detail}")
+    say()
+    say(f"full_sync_seconds: {f['total_seconds']:.2f}")
+    say(f"steps_seconds: {f['steps_seconds']:.2f} (extract {f['extract_seconds']:.2f},"
+        f" map {f['map_seconds']:.2f}, load {f['load_seconds']:.2f}; the rest is Dagster overhead)")
+    say(f"records_extracted: {f['records_extracted']}")
+    say(f"records_loaded: {f['records_loaded']} (" + " ".join(f"{k}={v}" for k, v in f["loaded"].items()) + ")")
+    say("live_rows: " + " ".join(f"{k}={v}" for k, v in f["live_counts"].items()))
+    say(f"records_per_second: {f['records_per_second']:.0f} (extracted records / full sync seconds)")
+    say(f"psa_requests_full: {f['psa_requests_full']}")
+    say(f"rss_before_sync_mb: {f['rss_before_sync_mb']:.0f} (dataset generated, simulator not started)")
+    say(f"rss_peak_sync_mb: {f['rss_peak_sync_mb']:.0f} (sampled every 50 ms; pipeline + in-process simulator)")
+    say(f"rss_maxrss_mb: {f['rss_maxrss_mb']:.0f} (getrusage ru_maxrss, whole process so far)")
+    say()
+    say(f"remap_seconds: {f['remap_seconds']:.2f} (goal <= {f['remap_goal_seconds']:.0f} s:"
+        f" {'met' if f['remap_within_goal'] else 'MISSED'})")
+    say("remap_steps: " + " ".join(f"{r['step']}={r['seconds']:.2f}" for r in f["remap_stages"]))
+    say(f"remap_psa_requests: {f['remap_psa_requests']}")
+    say()
+    say(f"{'copy_baseline':<14} {'table':<18} {'rows':>9} {'seconds':>8} {'rows/s':>9}")
+    for name, b in f["baseline"].items():
+        say(f"{'copy':<14} {b['table']:<18} {b['rows']:>9} {b['seconds']:>8.2f} {b['rows_per_second']:>9.0f}")
+    say(f"copy_baseline_seconds: {f['baseline_total_seconds']:.2f}")
+    say(f"ratio_to_copy: {f['ratio_to_copy']:.1f} (full sync seconds / COPY baseline seconds)")
+    say(f"load_ratio_to_copy: {f['load_ratio_to_copy']:.1f} (load steps / COPY of the loaded tables)")

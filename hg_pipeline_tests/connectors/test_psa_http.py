@@ -1,0 +1,124 @@
+"""The shared HTTP core against a real loopback server: retries, Retry-After, errors, rate limit."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from email.utils import formatdate
+
+import pytest
+
+from hg_pipeline.connectors.http import (
+    PsaAuthError,
+    PsaError,
+    PsaHttp,
+    PsaUnreachable,
+    RateLimiter,
+    parse_retry_after,
+)
+from hg_pipeline.simulators.connectwise import API_PREFIX, DEMO_CREDENTIALS as DEMO
+
+
+def client(sim, **options):
+    options.setdefault("backoff", 0.01)
+    return PsaHttp(sim.base_url + API_PREFIX, headers={"clientId": DEMO["client_id"]},
+                   auth=(f"{DEMO['company_id']}+{DEMO['public_key']}", DEMO["private_key"]),
+                   secrets=DEMO.values(), **options)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_get_json_returns_body_and_headers(sim):
+    body, headers = client(sim).get_json("company/companies", {"pageSize": 10})
+    assert len(body) == 10 and "page=2" in headers["Link"]
+
+
+def test_5xx_retried_then_succeeds(sim):
+    sim.fail_next(3, status=503)
+    body, _ = client(sim, max_retries=5).get_json("system/members", {"pageSize": 100})
+    assert len(body) == 12 and sim.requests == 4
+
+
+def test_5xx_gives_up_after_max_retries(sim):
+    sim.fail_next(10, status=502)
+    with pytest.raises(PsaError) as error:
+        client(sim, max_retries=2).get_json("system/members")
+    assert error.value.status == 502 and error.value.url_path.endswith("/system/members")
+    assert sim.requests == 3
+
+
+def test_other_4xx_not_retried(sim):
+    with pytest.raises(PsaError) as error:
+        client(sim).get_json("company/companies", {"conditions": "name like \"x%\""})
+    assert error.value.status == 400 and sim.requests == 1
+    assert "\n" not in str(error.value)
+
+
+def test_retry_after_is_honoured(sim):
+    sim.fail_next(1, status=429, retry_after=2)
+    started = time.monotonic()
+    body, _ = client(sim).get_json("system/members", {"pageSize": 100})
+    assert time.monotonic() - started >= 2 and len(body) == 12
+
+
+def test_retry_after_capped_by_max_wait(sim):
+    sim.fail_next(1, status=429, retry_after=30)
+    started = time.monotonic()
+    client(sim, max_wait=0.2).get_json("system/members")
+    assert time.monotonic() - started < 5
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    now = time.time()
+    assert 9 <= parse_retry_after(formatdate(now + 10, usegmt=True), now=now) <= 11
+    assert parse_retry_after(formatdate(now - 100, usegmt=True), now=now) == 0.0
+
+
+def test_auth_error_has_status_and_no_secret(sim):
+    http = PsaHttp(sim.base_url + API_PREFIX, auth=("bluepeak+demo-public-key", "wrong-key-value"),
+                   headers={"clientId": DEMO["client_id"]}, secrets=["wrong-key-value", DEMO["client_id"]])
+    with pytest.raises(PsaAuthError) as error:
+        http.get_json("company/companies")
+    assert error.value.status == 401 and "401" in str(error.value)
+    assert "wrong-key-value" not in str(error.value) and sim.requests == 1
+
+
+def test_unreachable_is_quick():
+    http = PsaHttp(f"http://127.0.0.1:{free_port()}/", max_retries=2, backoff=0.01, timeout=2)
+    started = time.monotonic()
+    with pytest.raises(PsaUnreachable) as error:
+        http.get_json("anything", {"secretish": "x"})
+    assert time.monotonic() - started < 3
+    assert error.value.status is None and error.value.url_path == "/anything"
+    assert "secretish" not in str(error.value)
+
+
+def test_rate_limiter_spaces_requests_across_threads():
+    limiter = RateLimiter(20)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(5):
+            limiter.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(stamps) == 20
+    assert time.monotonic() - started >= 19 / 20 * 0.9  # 20 starts need ~0.95 s at 20/s
+    assert RateLimiter(None).acquire() == 0.0
+    with pytest.raises(ValueError):
+        RateLimiter(0)

@@ -1,0 +1,48 @@
+"""Fixtures for end-to-end syncs: simulators on loopback, tenants, a Dagster test instance."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from dagster import instance_for_test
+
+from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
+from hg_pipeline.simulators.datasets import generate
+from hg_pipeline.warehouse.mappings import store_mapping
+from hg_pipeline.warehouse.tenants import Tenant, add_tenant
+from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def instance():
+    with instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def simulator():
+    with ConnectWiseSimulator(generate("small", seed=1)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def make_tenant(warehouse, monkeypatch):
+    """Registers a tenant on a simulator, its secrets in env vars, with TEST_MAPPING."""
+
+    def make(tenant_id: str, sim: ConnectWiseSimulator, *, mapping: str | None = TEST_MAPPING,
+             secrets: dict[str, str] | None = None) -> str:
+        prefix = f"HG_TEST_{next(_counter)}"
+        refs = {}
+        for key, value in (secrets or DEMO_CREDENTIALS).items():
+            monkeypatch.setenv(f"{prefix}_{key.upper()}", value)
+            refs[key] = f"env:{prefix}_{key.upper()}"
+        add_tenant(warehouse, Tenant(tenant_id, tenant_id.title(), "connectwise", sim.base_url, refs,
+                                     f"ops@{tenant_id}.example"))
+        if mapping:
+            store_mapping(warehouse, tenant_id, mapping)
+        return tenant_id
+
+    return make
