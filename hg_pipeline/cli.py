@@ -1,17 +1,23 @@
 """`hg-pipeline`: the command line of the product contract (section 2).
 
-Exit status 0 on success, 1 when a sync ran and failed, 2 on bad input with a
-one-line reason on stderr.
+Exit status 0 on success, 2 on bad input or a failed sync, with a one-line reason
+on stderr (naming the field, the line or the failing step).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
 from hg_pipeline.warehouse import db
+
+
+# Quiet by default so that a failure is one line; HG_LOG_LEVEL=INFO shows Dagster's and the connectors' logs.
+LOG_LEVEL = os.environ.get("HG_LOG_LEVEL", "CRITICAL").upper()
 
 
 class InputError(ValueError):
@@ -20,6 +26,7 @@ class InputError(ValueError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
     args.database_url_given = hasattr(args, "database_url")
     if not args.database_url_given:
         args.database_url = db.default_database_url()
@@ -170,12 +177,11 @@ def cmd_sync(args) -> int:
 
     kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
     _engine(args)
-    outcome = run_sync(args.database_url, args.tenant, kind)
+    outcome = run_sync(args.database_url, args.tenant, kind, log_level=LOG_LEVEL)
     print(format_outcome(outcome))
     if not outcome.success:
-        print(f"hg-pipeline: {kind} sync of {args.tenant} failed at {outcome.failed_step}: {outcome.reason}",
-              file=sys.stderr)
-        return 1
+        print(f"hg-pipeline: {kind} sync failed at step {outcome.failed_step}: {outcome.reason}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -213,7 +219,7 @@ def cmd_simulate(args) -> None:
         credentials = resolve_credentials(parse_credential_args(args.credential), CREDENTIAL_KEYS[args.source])
     from hg_pipeline.simulators.connectwise import run_forever
 
-    run_forever(args.port, args.dataset, args.seed, credentials)
+    run_forever(args.port, args.dataset, args.seed, credentials, tls=args.tls)
 
 
 def cmd_demo(args) -> int:
@@ -283,6 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["small", "large"], default="small")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--credential", action="append", metavar="KEY=env:VAR")
+    p.add_argument("--tls", action="store_true",
+                   help="serve HTTPS with a throw-away certificate (for vendor clients that only speak https)")
 
     p = command(sub, "demo", cmd_demo, "simulator + tenant + default mapping + full sync into the embedded database")
     p.add_argument("--port", type=int, default=8101)

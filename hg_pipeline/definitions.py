@@ -6,7 +6,9 @@ from dagster import Definitions
 
 from hg_pipeline.orchestration.assets import all_assets
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND
+from hg_pipeline.orchestration.notify import notification_sensors
 from hg_pipeline.orchestration.resources import default_resources
+from hg_pipeline.orchestration.schedules import nightly_resync_schedule
 from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_partitions_sensor
 
 
@@ -14,7 +16,8 @@ def build_definitions(resources: dict | None = None) -> Definitions:
     return Definitions(
         assets=all_assets,
         jobs=list(JOBS_BY_KIND.values()),
-        sensors=[tenant_partitions_sensor, mapping_change_sensor],
+        sensors=[tenant_partitions_sensor, mapping_change_sensor, *notification_sensors],
+        schedules=[nightly_resync_schedule],
         resources=resources or default_resources(),
     )
 

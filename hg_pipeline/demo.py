@@ -34,7 +34,7 @@ def run_demo(database_url: str, *, port: int = 8101) -> int:
         if current_mapping(engine, DEMO_TENANT) is None:
             store_mapping(engine, DEMO_TENANT, default_document())
             print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
-        outcome = run_sync(database_url, DEMO_TENANT, "full")
+        outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=os.environ.get("HG_LOG_LEVEL", "WARNING"))
     print(format_outcome(outcome))
     if not outcome.success:
         print(f"demo sync failed at {outcome.failed_step}: {outcome.reason}")

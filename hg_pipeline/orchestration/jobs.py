@@ -12,6 +12,8 @@ TENANT_TAG = "hg/tenant"
 # What the MSP needs in order to map: the type lists, the categories, members and companies.
 INITIAL_ASSETS = [f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "members")]
 
+NIGHTLY_OPS_CONFIG = {f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES)}
+
 initial_sync_job = define_asset_job(
     "initial_sync",
     selection=AssetSelection.assets(*INITIAL_ASSETS),
@@ -41,8 +43,7 @@ nightly_resync_job = define_asset_job(
     selection=AssetSelection.groups(EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP),
     partitions_def=tenants_partitions,
     tags={KIND_TAG: "nightly"},
-    config={"ops": {f"{e}_raw": {"config": {"incremental": True}}
-                    for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES)}},
+    config={"ops": NIGHTLY_OPS_CONFIG},
     description="Fetches what changed since the last extraction, then maps and loads.",
 )
 

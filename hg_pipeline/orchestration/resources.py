@@ -45,10 +45,24 @@ class PsaResource(ConfigurableResource):
         )
 
 
+# PSA client settings that operators may tune per deployment (not secrets).
+PSA_SETTINGS = {
+    "max_retries": ("HG_PSA_MAX_RETRIES", int),
+    "concurrency": ("HG_PSA_CONCURRENCY", int),
+    "requests_per_second": ("HG_PSA_REQUESTS_PER_SECOND", float),
+}
+
+
+def psa_resource() -> PsaResource:
+    """PsaResource with the HG_PSA_* variables that are set."""
+    return PsaResource(**{field: kind(os.environ[var]) for field, (var, kind) in PSA_SETTINGS.items()
+                          if os.environ.get(var)})
+
+
 def default_resources() -> dict[str, ConfigurableResource]:
     """Production reads HG_DATABASE_URL; without it the embedded SQLite file is used."""
     if os.environ.get("HG_DATABASE_URL"):
         warehouse = WarehouseResource(database_url=EnvVar("HG_DATABASE_URL"))
     else:
         warehouse = WarehouseResource(database_url=db.default_database_url())
-    return {"warehouse": warehouse, "psa": PsaResource()}
+    return {"warehouse": warehouse, "psa": psa_resource()}

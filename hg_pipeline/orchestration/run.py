@@ -12,9 +12,9 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance
 from sqlalchemy import Engine, update
 
-from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, TENANT_TAG
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, NIGHTLY_OPS_CONFIG, TENANT_TAG
 from hg_pipeline.orchestration.partitions import tenants_partitions
-from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
+from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource, psa_resource
 from hg_pipeline.warehouse import db
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import get_tenant
@@ -47,7 +47,7 @@ def dagster_instance() -> DagsterInstance:
 
 
 def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterInstance | None = None,
-             psa: PsaResource | None = None) -> SyncOutcome:
+             psa: PsaResource | None = None, log_level: str = "INFO") -> SyncOutcome:
     """Run the `kind` job ("initial", "full", "remap", "nightly") for one tenant and record it in sync_runs."""
     from hg_pipeline.definitions import build_definitions
 
@@ -56,14 +56,17 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     instance = instance or dagster_instance()
     if not instance.has_dynamic_partition(tenants_partitions.name, tenant_id):
         instance.add_dynamic_partitions(tenants_partitions.name, [tenant_id])
-    defs = build_definitions({"warehouse": WarehouseResource(database_url=database_url), "psa": psa or PsaResource()})
+    defs = build_definitions({"warehouse": WarehouseResource(database_url=database_url), "psa": psa or psa_resource()})
     job = defs.resolve_job_def(JOBS_BY_KIND[kind].name)
     started = datetime.now(timezone.utc)
     with engine.begin() as conn:
         sync_id = conn.execute(sync_runs.insert().values(
             tenant_id=tenant_id, kind=kind, status="running", started_at=started)).inserted_primary_key[0]
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if kind == "nightly":
+        run_config["ops"] = NIGHTLY_OPS_CONFIG
     result = job.execute_in_process(
-        instance=instance, partition_key=tenant_id, raise_on_error=False,
+        run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
         tags={TENANT_TAG: tenant_id, KIND_TAG: kind},
     )
     outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,

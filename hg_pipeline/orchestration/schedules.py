@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
 from hg_pipeline.orchestration.jobs import KIND_TAG, TENANT_TAG, nightly_resync_job
 from hg_pipeline.orchestration.partitions import tenants_partitions
@@ -49,6 +49,7 @@ def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     job=nightly_resync_job,
+    default_status=DefaultScheduleStatus.RUNNING,
     description="Every night at 02:00 UTC: one incremental resync per tenant that has a mapping, "
                 "at most one run per PSA host at a time (tag hg/psa_host).",
 )

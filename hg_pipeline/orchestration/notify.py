@@ -1,0 +1,423 @@
+"""Run status sensors: the tenant's e-mails (spec §6) and `sync_runs` for runs Dagster launches.
+
+    sync_started     STARTED   -> a `running` row in sync_runs
+    sync_succeeded   SUCCESS   -> row finished; "data ready to map" (initial) or "sync completed"
+    sync_failed      FAILURE   -> row finished; "sync failed" with the failing step and a reason
+    sync_canceled    CANCELED  -> row finished (no e-mail)
+    sync_overdue     (a plain sensor) a run STARTED longer than HG_SYNC_OVERDUE_HOURS ago
+                     -> "sync overdue", once per run (the cursor lists the runs already told)
+
+A sync run is a run of one of the four sync jobs (or tagged `hg/kind`) for one tenant
+(`hg/tenant`, else its partition key). Each run status sensor sees each run once: Dagster
+keeps its cursor on the run-status event log. The sensors watch every code location
+(`monitor_all_code_locations=True`) so that `hg-pipeline sync`, which executes in its own
+process without a code location, is e-mailed about too; the job filter above keeps them
+to this pipeline's runs.
+
+`hg-pipeline sync` writes its own sync_runs row (dagster_run_id set when it ends); these
+sensors leave such a run alone and only write rows for runs no one else records (UI,
+sensors, the schedule, backfills). Rows are keyed by dagster_run_id: a second look at
+the same run updates its row, never adds one.
+
+No e-mail failure escapes: `notifications.email.send` retries, logs and returns False.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from dagster import (
+    DagsterEventType,
+    DagsterRun,
+    DagsterRunStatus,
+    DagsterInstance,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunsFilter,
+    RunStatusSensorContext,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    run_status_sensor,
+    sensor,
+)
+from sqlalchemy import Engine, and_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hg_pipeline.connectors.credentials import resolve_credentials
+from hg_pipeline.entities import ALL_ENTITIES, LOADED_ENTITIES
+from hg_pipeline.notifications import (
+    SmtpSettings,
+    ready_to_map,
+    redact,
+    send,
+    sync_completed,
+    sync_failed,
+    sync_overdue,
+)
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, TENANT_TAG
+from hg_pipeline.orchestration.resources import WarehouseResource
+from hg_pipeline.warehouse.tables import sync_runs
+from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant, TenantError, get_tenant
+
+PARTITION_TAG = "dagster/partition"
+KIND_BY_JOB = {job.name: kind for kind, job in JOBS_BY_KIND.items()}
+OVERDUE_HOURS_VAR = "HG_SYNC_OVERDUE_HOURS"
+DEFAULT_OVERDUE_HOURS = 8.0
+MAPPING_URL_VAR = "HG_MAPPING_URL"  # optional, e.g. https://app.example/msp/{tenant}/mapping
+# How long before the run's own start `hg-pipeline sync` may have written its row.
+CLI_ROW_WINDOW = timedelta(minutes=5)
+SMTP_TIMEOUT_SECONDS = 5  # per connection: a sensor evaluation has 60 s in all
+
+
+# --------------------------------------------------------------------------- what a run is
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    """A Dagster run seen as a tenant's sync."""
+
+    run_id: str
+    tenant_id: str
+    kind: str
+    in_process: bool  # executed without a code location (hg-pipeline sync, execute_in_process)
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def seconds(self) -> float:
+        if self.started_at and self.finished_at:
+            return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        return 0.0
+
+
+def sync_run_of(instance: DagsterInstance, run: DagsterRun) -> SyncRun | None:
+    """The sync `run` is, or None when it is not a tenant sync of this pipeline."""
+    kind = run.tags.get(KIND_TAG) or KIND_BY_JOB.get(run.job_name)
+    tenant_id = run.tags.get(TENANT_TAG) or run.tags.get(PARTITION_TAG)
+    if kind not in JOBS_BY_KIND or not tenant_id:
+        return None
+    record = instance.get_run_record_by_id(run.run_id)
+    started = finished = None
+    if record is not None:
+        started = _utc(record.start_time) or record.create_timestamp.astimezone(timezone.utc)
+        finished = _utc(record.end_time)
+    return SyncRun(run.run_id, tenant_id, kind, run.remote_job_origin is None, started, finished)
+
+
+def _utc(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+@dataclass
+class RunCounts:
+    """What a run's materializations say, per asset (`<entity>_raw`, `<entity>_mapped`, `<entity>`)."""
+
+    stages: dict[str, dict[str, int | float]] = field(default_factory=dict)
+
+    def stage(self, name: str) -> dict[str, int | float]:
+        return self.stages.get(name, {})
+
+    @property
+    def received(self) -> dict[str, int]:
+        return {e: int(self.stage(f"{e}_raw").get("received", 0)) for e in ALL_ENTITIES if f"{e}_raw" in self.stages}
+
+    @property
+    def quarantined(self) -> int:
+        return sum(int(self.stage(f"{e}_raw").get("quarantined", 0)) for e in ALL_ENTITIES)
+
+    @property
+    def per_entity(self) -> dict[str, dict[str, int]]:
+        """entity -> the columns of the completed e-mail, for entities the run mapped or loaded."""
+        table = {}
+        for entity in LOADED_ENTITIES:
+            mapped, loaded = self.stage(f"{entity}_mapped"), self.stage(entity)
+            if not mapped and not loaded:
+                continue
+            table[entity] = {
+                "loaded": int(loaded.get("rows", 0)),
+                **{k: int(loaded.get(k, 0)) for k in ("inserted", "updated", "soft_deleted")},
+                **{k: int(mapped.get(k, 0)) for k in ("pending", "ignored")},
+            }
+        return table
+
+
+def run_counts(instance: DagsterInstance, run_id: str) -> RunCounts:
+    counts = RunCounts()
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.dagster_event.event_specific_data.materialization
+        counts.stages[materialization.asset_key.to_user_string()] = {
+            key: value.value for key, value in materialization.metadata.items()
+            if isinstance(value.value, (int, float)) and not isinstance(value.value, bool)
+        }
+    return counts
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    step: str  # the first step that failed, or "run"
+    reason: str  # one line
+    other_steps: int = 0  # further steps that failed
+
+    @property
+    def described_step(self) -> str:
+        if not self.other_steps:
+            return self.step
+        return f"{self.step} (and {self.other_steps} other step{'s' if self.other_steps > 1 else ''})"
+
+
+def failure_of(instance: DagsterInstance, run_id: str, run_failure_message: str | None) -> RunFailure:
+    """The first failed step and its reason (a `Failure` description, else the error message);
+    the run failure itself when no step failed (e.g. the run worker died)."""
+    failures = [entry.dagster_event for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)]
+    if not failures:
+        return RunFailure("run", _first_line(run_failure_message or "the run failed before any step ran"))
+    first = failures[0]
+    data = first.event_specific_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        reason = data.user_failure_data.description
+    elif data.error is not None:
+        reason = data.error.message
+    else:
+        reason = first.message or "step failed"
+    step = first.step_key or "run"
+    return RunFailure(step, _first_line(reason), len({f.step_key for f in failures} - {first.step_key}))
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "(no reason given)"
+
+
+# --------------------------------------------------------------------------- sync_runs
+
+
+def record_sync_run(engine: Engine, sync: SyncRun, status: str, *, summary: dict | None = None,
+                    error: str | None = None, log=None) -> None:
+    """Create or finish the sync_runs row of a run no one else records; idempotent by run id.
+
+    A finished row (success, failure, canceled) is never changed again.
+    """
+    values = {"status": status}
+    if status != "running":
+        values["finished_at"] = sync.finished_at or datetime.now(timezone.utc)
+        values["summary"] = json.dumps(summary or {})
+        values["error"] = error
+    with engine.begin() as conn:
+        row = conn.execute(select(sync_runs.c.id, sync_runs.c.status).where(
+            sync_runs.c.dagster_run_id == sync.run_id)).first()
+        if row is None and sync.in_process and _cli_row_pending(conn, sync):
+            if log:
+                log.info(f"run {sync.run_id} is recorded in sync_runs by the process that runs it")
+            return
+    if row is None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(sync_runs.insert().values(
+                    tenant_id=sync.tenant_id, kind=sync.kind, dagster_run_id=sync.run_id,
+                    started_at=sync.started_at or datetime.now(timezone.utc), **values))
+            return
+        except IntegrityError:  # another sensor wrote it meanwhile (or the tenant is gone)
+            with engine.connect() as conn:
+                row = conn.execute(select(sync_runs.c.id, sync_runs.c.status).where(
+                    sync_runs.c.dagster_run_id == sync.run_id)).first()
+            if row is None:
+                if log:
+                    log.warning(f"could not record run {sync.run_id} of unknown tenant {sync.tenant_id!r}")
+                return
+    if row.status != "running" or status == "running":
+        return
+    with engine.begin() as conn:
+        conn.execute(update(sync_runs).where(sync_runs.c.id == row.id, sync_runs.c.status == "running")
+                     .values(**values))
+
+
+def _cli_row_pending(conn, sync: SyncRun) -> bool:
+    """`hg-pipeline sync` inserted a `running` row for this tenant and kind just before the run
+    started and sets the run id when it ends: that row is this run's."""
+    started = sync.started_at or datetime.now(timezone.utc)
+    return conn.execute(select(sync_runs.c.id).where(and_(
+        sync_runs.c.tenant_id == sync.tenant_id,
+        sync_runs.c.kind == sync.kind,
+        sync_runs.c.status == "running",
+        sync_runs.c.dagster_run_id.is_(None),
+        sync_runs.c.started_at >= started - CLI_ROW_WINDOW,
+        sync_runs.c.started_at <= started + timedelta(seconds=60),
+    )).limit(1)).first() is not None
+
+
+# --------------------------------------------------------------------------- e-mail
+
+
+def smtp_settings(log) -> SmtpSettings | None:
+    try:
+        settings = SmtpSettings.from_env()
+    except ValueError as exc:
+        log.error(f"notification e-mail off: {exc}")
+        return None
+    if settings is None:
+        log.info("notification e-mail off: HG_SMTP_HOST is not set")
+        return None
+    return SmtpSettings(host=settings.host, port=settings.port, sender=settings.sender,
+                        timeout=min(settings.timeout, SMTP_TIMEOUT_SECONDS))
+
+
+def _recipient(engine: Engine, tenant_id: str, log) -> Tenant | None:
+    try:
+        tenant = get_tenant(engine, tenant_id)
+    except TenantError:
+        log.warning(f"tenant {tenant_id!r} is not in the warehouse: no e-mail")
+        return None
+    if not tenant.notify_email:
+        log.info(f"tenant {tenant_id} has no notify_email: no e-mail")
+        return None
+    return tenant
+
+
+def _tenant_secrets(engine: Engine, tenant_id: str) -> list[str]:
+    """The tenant's secret values, to redact; none when they cannot be resolved here."""
+    try:
+        tenant = get_tenant(engine, tenant_id)
+        return list(resolve_credentials(tenant.credentials, CREDENTIAL_KEYS.get(tenant.source, ())).values())
+    except Exception:  # noqa: BLE001 - unknown tenant or missing env vars: nothing to redact
+        return []
+
+
+def mapping_hint(tenant_id: str) -> str:
+    template = os.environ.get(MAPPING_URL_VAR, "").strip()
+    if template:
+        return template.replace("{tenant}", tenant_id)
+    return f"`hg-pipeline mapping pending {tenant_id}` lists what to map; " \
+           f"`hg-pipeline mapping import {tenant_id} FILE` saves the mapping"
+
+
+def _deliver(engine: Engine, sync: SyncRun, build, log) -> None:
+    """Build (tenant, settings) -> message and send it to the tenant; never raises."""
+    try:
+        tenant = _recipient(engine, sync.tenant_id, log)
+        settings = smtp_settings(log) if tenant else None
+        if tenant is None or settings is None:
+            return
+        message = build(tenant, settings)
+        if send(message, settings, logger=log):
+            log.info(f"sent {message['Subject']!r} to {tenant.notify_email}")
+    except Exception as exc:  # noqa: BLE001 - an e-mail must never fail anything
+        log.error(f"no e-mail for run {sync.run_id}: {type(exc).__name__}: {_first_line(str(exc))}")
+
+
+# --------------------------------------------------------------------------- sensors
+
+_RUN_SENSOR = dict(monitor_all_code_locations=True, default_status=DefaultSensorStatus.RUNNING,
+                   minimum_interval_seconds=30)
+
+
+@run_status_sensor(name="sync_started", run_status=DagsterRunStatus.STARTED,
+                   description="Records every started sync run in sync_runs.", **_RUN_SENSOR)
+def sync_started_sensor(context: RunStatusSensorContext, warehouse: WarehouseResource):
+    sync = sync_run_of(context.instance, context.dagster_run)
+    if sync is not None:
+        record_sync_run(warehouse.engine(), sync, "running", log=context.log)
+
+
+@run_status_sensor(name="sync_succeeded", run_status=DagsterRunStatus.SUCCESS,
+                   description="Records the finished sync and e-mails the tenant: data ready to map "
+                               "(initial sync) or sync completed (counts, quarantined, duration).",
+                   **_RUN_SENSOR)
+def sync_succeeded_sensor(context: RunStatusSensorContext, warehouse: WarehouseResource):
+    sync = sync_run_of(context.instance, context.dagster_run)
+    if sync is None:
+        return
+    engine = warehouse.engine()
+    counts = run_counts(context.instance, sync.run_id)
+    record_sync_run(engine, sync, "success", summary=counts.stages, log=context.log)
+
+    def build(tenant: Tenant, settings: SmtpSettings):
+        if sync.kind == "initial":
+            return ready_to_map(tenant.tenant_id, tenant.name, counts.received, mapping_hint(tenant.tenant_id),
+                                sender=settings.sender, to=tenant.notify_email)
+        return sync_completed(tenant.tenant_id, tenant.name, sync.kind, counts.per_entity, counts.quarantined,
+                              sync.seconds, sender=settings.sender, to=tenant.notify_email)
+
+    _deliver(engine, sync, build, context.log)
+
+
+@run_failure_sensor(name="sync_failed",
+                    description="Records the failed sync and e-mails the tenant the failing step and "
+                                "a one-line reason (secrets redacted).",
+                    **_RUN_SENSOR)
+def sync_failed_sensor(context: RunFailureSensorContext, warehouse: WarehouseResource):
+    sync = sync_run_of(context.instance, context.dagster_run)
+    if sync is None:
+        return
+    engine = warehouse.engine()
+    failure = failure_of(context.instance, sync.run_id, context.failure_event.message)
+    secrets = _tenant_secrets(engine, sync.tenant_id)
+    record_sync_run(engine, sync, "failure", summary=run_counts(context.instance, sync.run_id).stages,
+                    error=redact(f"{failure.step}: {failure.reason}", secrets), log=context.log)
+
+    def build(tenant: Tenant, settings: SmtpSettings):
+        return sync_failed(tenant.tenant_id, tenant.name, sync.kind, failure.described_step, failure.reason,
+                           sender=settings.sender, to=tenant.notify_email, secrets=secrets)
+
+    _deliver(engine, sync, build, context.log)
+
+
+@run_status_sensor(name="sync_canceled", run_status=DagsterRunStatus.CANCELED,
+                   description="Records canceled sync runs in sync_runs.", **_RUN_SENSOR)
+def sync_canceled_sensor(context: RunStatusSensorContext, warehouse: WarehouseResource):
+    sync = sync_run_of(context.instance, context.dagster_run)
+    if sync is not None:
+        record_sync_run(warehouse.engine(), sync, "canceled", error="canceled", log=context.log)
+
+
+def overdue_hours(log=None) -> float:
+    raw = os.environ.get(OVERDUE_HOURS_VAR, "").strip()
+    if not raw:
+        return DEFAULT_OVERDUE_HOURS
+    try:
+        hours = float(raw)
+        if hours > 0:
+            return hours
+    except ValueError:
+        pass
+    if log:
+        log.warning(f"{OVERDUE_HOURS_VAR}={raw!r} is not a positive number of hours; using {DEFAULT_OVERDUE_HOURS:g}")
+    return DEFAULT_OVERDUE_HOURS
+
+
+@sensor(name="sync_overdue", minimum_interval_seconds=300, default_status=DefaultSensorStatus.RUNNING,
+        description="E-mails the tenant once about a sync running longer than HG_SYNC_OVERDUE_HOURS (default 8).")
+def sync_overdue_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    hours = overdue_hours(context.log)
+    now = datetime.now(timezone.utc)
+    told = set(json.loads(context.cursor or "[]"))
+    running = context.instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+    still_running = {record.dagster_run.run_id for record in running}
+    engine = warehouse.engine()
+    newly_told = []
+    for record in running:
+        run = record.dagster_run
+        if run.run_id in told:
+            continue
+        sync = sync_run_of(context.instance, run)
+        if sync is None or sync.started_at is None or now - sync.started_at < timedelta(hours=hours):
+            continue
+
+        def build(tenant: Tenant, settings: SmtpSettings, sync=sync):
+            return sync_overdue(tenant.tenant_id, tenant.name, sync.kind, sync.started_at, hours,
+                                sender=settings.sender, to=tenant.notify_email)
+
+        _deliver(engine, sync, build, context.log)
+        newly_told.append(run.run_id)
+    # Remember only runs still running: a finished run can never be overdue again.
+    context.update_cursor(json.dumps(sorted((told & still_running) | set(newly_told))))
+    if not newly_told:
+        return SkipReason(f"no sync running longer than {hours:g} h")
+    return SkipReason(f"told the tenants about {len(newly_told)} overdue sync run(s): {', '.join(newly_told)}")
+
+
+notification_sensors = [sync_started_sensor, sync_succeeded_sensor, sync_failed_sensor, sync_canceled_sensor,
+                        sync_overdue_sensor]

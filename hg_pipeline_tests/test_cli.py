@@ -1,0 +1,73 @@
+"""The hg-pipeline command: one-line errors with exit 2, no secrets, nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from hg_pipeline.cli import main
+from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
+from hg_pipeline.simulators.datasets import generate
+from hg_pipeline.warehouse.load import live_counts
+from hg_pipeline.warehouse.mappings import store_mapping
+from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
+
+CREDENTIAL_ARGS = [arg for key in DEMO_CREDENTIALS for arg in ("--credential", f"{key}=env:CLI_CW_{key.upper()}")]
+
+
+@pytest.fixture
+def cli(pg_url, warehouse, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    for key, value in DEMO_CREDENTIALS.items():
+        monkeypatch.setenv(f"CLI_CW_{key.upper()}", value)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([*args, "--database-url", pg_url])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_tenant_add_and_list_show_no_secret(cli):
+    code, out, _ = cli("tenant", "add", "acme", "--source", "connectwise", "--base-url", "http://127.0.0.1:9",
+                       *CREDENTIAL_ARGS, "--name", "Acme IT")
+    assert code == 0 and "acme" in out
+    code, out, _ = cli("tenant", "list")
+    assert code == 0 and out.startswith("acme\tAcme IT\tconnectwise")
+    assert DEMO_CREDENTIALS["private_key"] not in out
+
+
+def test_a_secret_value_instead_of_a_reference_is_refused(cli):
+    code, _, err = cli("tenant", "add", "acme", "--source", "connectwise", "--base-url", "http://127.0.0.1:9",
+                       "--credential", "private_key=hunter2")
+    assert code == 2
+    assert err.count("\n") == 1 and "private_key" in err and "hunter2" not in err
+
+
+def test_unknown_tenant_exits_2_with_one_line(cli):
+    code, _, err = cli("sync", "nobody", "--full")
+    assert code == 2 and err == "hg-pipeline: unknown tenant 'nobody' (see `hg-pipeline tenant list`)\n"
+
+
+def test_bad_database_url_exits_2_without_password(capsys):
+    code = main(["tenant", "list", "--database-url", "postgresql+psycopg://me:pa55word@127.0.0.1:1/nowhere"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot connect" in err and "pa55word" not in err
+    assert main(["tenant", "list", "--database-url", "not a url"]) == 2
+    assert "bad database URL" in capsys.readouterr().err
+
+
+def test_unreachable_psa_exits_2_and_keeps_rows(cli, warehouse, monkeypatch):
+    with ConnectWiseSimulator(generate("small", seed=1)) as sim:
+        assert cli("tenant", "add", "acme", "--source", "connectwise", "--base-url", sim.base_url, *CREDENTIAL_ARGS)[0] == 0
+        store_mapping(warehouse, "acme", TEST_MAPPING)
+        code, out, _ = cli("sync", "acme", "--full")
+        assert code == 0 and "full sync of acme: success" in out
+    loaded = live_counts(warehouse, "acme")
+    monkeypatch.setenv("HG_PSA_MAX_RETRIES", "1")
+    code, _, err = cli("sync", "acme", "--full")
+    assert code == 2 and err.count("\n") == 1
+    assert "PSA unreachable" in err and "acme" in err
+    assert live_counts(warehouse, "acme") == loaded
