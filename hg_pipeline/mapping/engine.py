@@ -42,7 +42,7 @@ class Decision:
     psa_id: str
     outcome: str  # "mapped" | "pending" | "ignored"
     reason: str  # human readable, names the rule
-    rule: str  # record|type|category|subcategory|distribution|smart|auto_import|default|disabled|parent|unmapped|new
+    rule: str  # record|type|category|subcategory|distribution|smart|auto_import|default|disabled|parent|unknown_parent|unmapped|new
     group: str | None = None  # the type / category path the record was grouped under
 
 
@@ -139,24 +139,25 @@ def _company_index(companies: MappingResult) -> dict[str, tuple[str, str | None]
     return index
 
 
-def _parent_blocker(company_psa_id, index, noun: str) -> tuple[str, str] | str:
-    """The child's company: its HighGround id, or (outcome, reason) when it blocks the child.
+def _parent_blocker(company_psa_id, index, noun: str) -> tuple[str, str, str] | str:
+    """The child's company: its HighGround id, or (outcome, reason, rule) when it blocks the child.
 
     - no company -> ignored ("<noun> has no company");
-    - company ignored -> ignored; company pending -> pending;
-    - company not among the company decisions -> pending ("company N is unknown").
+    - company ignored -> ignored; company pending -> pending (rule "parent");
+    - company not among the company decisions -> pending ("company N is unknown"), rule
+      "unknown_parent": the PSA record points at nothing, the map stage quarantines it.
     """
     if company_psa_id is None or company_psa_id == "":
-        return IGNORED, f"{noun} has no company"
+        return IGNORED, f"{noun} has no company", "parent"
     company_psa_id = str(company_psa_id)
     found = index.get(company_psa_id)
     if found is None:
-        return PENDING, f"company {company_psa_id} is unknown"
+        return PENDING, f"company {company_psa_id} is unknown", "unknown_parent"
     outcome, hg_id = found
     if outcome == IGNORED:
-        return IGNORED, f"company {company_psa_id} is ignored"
+        return IGNORED, f"company {company_psa_id} is ignored", "parent"
     if outcome == PENDING or hg_id is None:
-        return PENDING, f"company {company_psa_id} is pending"
+        return PENDING, f"company {company_psa_id} is pending", "parent"
     return hg_id
 
 
@@ -269,7 +270,7 @@ def map_contacts(
             continue
         company = _parent_blocker(rec.get("company_psa_id"), index, "contact")
         if isinstance(company, tuple):
-            out.skip(psa_id, company[0], company[1], "parent", group)
+            out.skip(psa_id, company[0], company[1], company[2], group)
             continue
         first, last = rec.get("first_name"), rec.get("last_name")
         rule = section.records.get(psa_id)
@@ -614,7 +615,7 @@ def map_assets(
             continue
         company = _parent_blocker(rec.get("company_psa_id"), index, "asset")
         if isinstance(company, tuple):
-            out.skip(psa_id, company[0], company[1], "parent", asset_type)
+            out.skip(psa_id, company[0], company[1], company[2], asset_type)
             continue
         name = rec.get("name")
         hg_id = None

@@ -28,6 +28,7 @@ from dagster import (
 from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, RecordError
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
+from hg_pipeline.orchestration.checks import check_specs, run_checks
 from hg_pipeline.orchestration.mapping_stage import run_mapping
 from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
@@ -115,6 +116,14 @@ def extract_asset(entity: str) -> AssetsDefinition:
     return _extract
 
 
+class MapConfig(Config):
+    """max_soft_delete_share: the share of live rows a sync may soft-delete because their PSA
+    records vanished (the `soft_delete_volume` check); raise it for one run to accept a
+    large deletion that is known to be right."""
+
+    max_soft_delete_share: float = 0.2
+
+
 def map_asset(entity: str) -> AssetsDefinition:
     upstream = MAP_INPUTS.get(entity)
     spec = dict(
@@ -122,45 +131,51 @@ def map_asset(entity: str) -> AssetsDefinition:
         group_name=MAP_GROUP,
         partitions_def=tenants_partitions,
         deps=[f"{entity}_raw", *MAP_DEPS.get(entity, [])],
+        check_specs=check_specs(entity),
         kinds={"python"},
         description=f"The tenant's mapping applied to the staged {entity}: mapped, pending and ignored records.",
     )
     if upstream:
         @asset(**spec, ins={"upstream": AssetIn(key=AssetKey(f"{upstream}_mapped"))})
-        def _map_with(context: AssetExecutionContext, warehouse: WarehouseResource,
-                      upstream: MappingResult) -> Output[MappingResult]:
-            return _map(context, warehouse, entity, upstream)
+        def _map_with(context: AssetExecutionContext, config: MapConfig, warehouse: WarehouseResource,
+                      upstream: MappingResult):
+            yield from _map(context, config, warehouse, entity, upstream)
 
         return _map_with
 
     @asset(**spec)
-    def _map_alone(context: AssetExecutionContext, warehouse: WarehouseResource) -> Output[MappingResult]:
-        return _map(context, warehouse, entity, None)
+    def _map_alone(context: AssetExecutionContext, config: MapConfig, warehouse: WarehouseResource):
+        yield from _map(context, config, warehouse, entity, None)
 
     return _map_alone
 
 
-def _map(context: AssetExecutionContext, warehouse: WarehouseResource, entity: str,
-         upstream: MappingResult | None) -> Output[MappingResult]:
+def _map(context: AssetExecutionContext, config: MapConfig, warehouse: WarehouseResource, entity: str,
+         upstream: MappingResult | None):
     tenant_id = context.partition_key
+    engine = warehouse.engine()
     try:
-        result, version = run_mapping(warehouse.engine(), tenant_id, entity, upstream)
+        mapped = run_mapping(engine, tenant_id, entity, upstream, run_id=context.run_id)
     except (TenantError, ValueError) as exc:
         raise _fail(tenant_id, f"map {entity}", exc) from None
+    result = mapped.result
     outcomes = Counter(d.outcome for d in result.decisions)
     total = len(result.decisions)
     pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
-    return Output(result, metadata={
+    yield Output(result, metadata={
         "tenant": tenant_id,
-        "mapping_version": version,
+        "mapping_version": mapped.version,
         "records": total,
         "mapped": outcomes["mapped"],
         "pending": outcomes["pending"],
         "ignored": outcomes["ignored"],
+        "quarantined": mapped.quarantined,
         "coverage_pct": MetadataValue.float(round(100.0 * (total - outcomes["pending"]) / total, 1) if total else 100.0),
         "pending_by_group": MetadataValue.json(dict(pending_groups.most_common(10))),
         "preview": preview(result.rows, ENTITY_LOADS[entity].columns),
     })
+    yield from run_checks(engine, tenant_id, entity, result, upstream, mapped.category_ids,
+                          config.max_soft_delete_share)
 
 
 def load_asset(entity: str) -> AssetsDefinition:

@@ -5,6 +5,7 @@ Also records every decision in `mapping_decisions`, which `mapping pending` read
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import Engine, select
@@ -15,13 +16,21 @@ from hg_pipeline.mapping.engine import MappingContext, MappingResult, map_entity
 from hg_pipeline.warehouse.bulk import copy_rows, qualified
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.mappings import current_mapping
-from hg_pipeline.warehouse.staging import staged_records
+from hg_pipeline.warehouse.staging import quarantine_records, staged_records
 from hg_pipeline.warehouse.tables import companies, mapping_decisions
 from hg_pipeline.warehouse.tenants import get_tenant
 
 
+@dataclass
+class MappedEntity:
+    result: MappingResult
+    version: int  # the mapping version applied
+    category_ids: set[str]  # every category id the tenant's tree holds
+    quarantined: int  # records pointing at a company the PSA does not have
+
+
 def run_mapping(engine: Engine, tenant_id: str, entity: str,
-                upstream: MappingResult | None = None) -> tuple[MappingResult, int]:
+                upstream: MappingResult | None = None, *, run_id: str | None = None) -> MappedEntity:
     get_tenant(engine, tenant_id)
     stored = current_mapping(engine, tenant_id)
     if stored is None:
@@ -30,11 +39,12 @@ def run_mapping(engine: Engine, tenant_id: str, entity: str,
     document = parse_document(stored.document)
     staged = staged_records(engine, tenant_id, entity)
     new_ids = {s.psa_id for s in staged if _utc(s.first_seen_at) > stored.created_at}
+    tree = _category_tree(engine, tenant_id)
     context = MappingContext(
         tenant_id=tenant_id,
         new_psa_ids={entity: new_ids},
         existing_companies=_existing_companies(engine, tenant_id),
-        category_tree=_category_tree(engine, tenant_id),
+        category_tree=tree,
     )
     categories = None
     if entity == "products":
@@ -42,7 +52,14 @@ def run_mapping(engine: Engine, tenant_id: str, entity: str,
     result = map_entity(entity, [s.record for s in staged], document, context,
                         companies=upstream, categories=categories)
     _record_decisions(engine, tenant_id, entity, result, stored.version)
-    return result, stored.version
+    orphans = [d for d in result.decisions if d.rule == "unknown_parent"]
+    if orphans:
+        payloads = {s.psa_id: s.record for s in staged}
+        with engine.begin() as conn:
+            quarantine_records(conn, tenant_id, entity,
+                               [(d.psa_id, d.reason, payloads.get(d.psa_id)) for d in orphans],
+                               run_id, datetime.now(timezone.utc))
+    return MappedEntity(result, stored.version, {tree.id_of(path) for path in tree.paths()}, len(orphans))
 
 
 def _utc(moment: datetime) -> datetime:

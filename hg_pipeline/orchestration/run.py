@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterInstance
 from sqlalchemy import Engine, update
 
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, NIGHTLY_OPS_CONFIG, TENANT_TAG
+from hg_pipeline.orchestration.outcomes import read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource, psa_resource
 from hg_pipeline.warehouse import db
@@ -69,20 +70,10 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
         run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
         tags={TENANT_TAG: tenant_id, KIND_TAG: kind},
     )
+    story = read_events(result.all_events)
     outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
-                          (datetime.now(timezone.utc) - started).total_seconds())
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = event.event_specific_data.materialization
-            outcome.stages[materialization.asset_key.to_user_string()] = {
-                k: v.value for k, v in materialization.metadata.items()}
-        elif event.event_type == DagsterEventType.STEP_FAILURE and outcome.failed_step is None:
-            data = event.event_specific_data
-            outcome.failed_step = event.step_key
-            if data.user_failure_data and data.user_failure_data.description:
-                outcome.reason = data.user_failure_data.description
-            else:
-                outcome.reason = (data.error.message.strip().splitlines() or ["unknown error"])[-1]
+                          (datetime.now(timezone.utc) - started).total_seconds(),
+                          story.failed_step, story.reason, story.stages)
     _finish(engine, sync_id, outcome)
     return outcome
 

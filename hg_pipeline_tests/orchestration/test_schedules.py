@@ -146,7 +146,8 @@ def test_tenant_sensor_adds_partitions_and_initial_syncs(warehouse, instance, re
     add_tenant(warehouse, connectwise("initech", "https://eu.myconnectwise.net:8443"))
     result = _sensor(tenant_partitions_sensor, instance, repository, resources)
 
-    assert [r.partitions_to_add for r in result.dynamic_partitions_requests] == [["acme", "initech"]]
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
+        ("tenants", ["acme", "initech"])]
     assert sorted((r.partition_key, r.run_key, r.tags["hg/tenant"], r.tags["hg/kind"])
                   for r in result.run_requests) == [
         ("acme", "initial-acme", "acme", "initial"), ("initech", "initial-initech", "initech", "initial")]

@@ -1,0 +1,49 @@
+"""`hg-pipeline bench` end to end on the small dataset: sane figures, not timings."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import text
+
+from hg_pipeline.bench import BASELINE_SCHEMA, BENCH_TENANT, BenchError, run_bench
+from hg_pipeline.entities import LOADED_ENTITIES
+from hg_pipeline.warehouse.load import live_counts
+
+
+def test_bench_small_gives_sane_figures(pg_url, warehouse, tmp_path):
+    with pytest.raises(BenchError, match="PostgreSQL"):
+        run_bench(f"sqlite:///{tmp_path / 'w.db'}", dataset="small", out=io.StringIO())
+
+    out = io.StringIO()
+    figures = run_bench(pg_url, dataset="small", out=out)
+
+    assert figures["total_seconds"] > 0
+    assert figures["records_per_second"] > 0
+    stages = {(row["stage"], row["entity"]): row for row in figures["stages"]}
+    for entity in LOADED_ENTITIES:
+        for stage in ("extract", "map", "load"):
+            row = stages[(stage, entity)]
+            assert row["records"] > 0 and row["seconds"] > 0 and row["records_per_second"] > 0, row
+    # what the bench says it loaded is what the warehouse holds
+    live = live_counts(warehouse, BENCH_TENANT)
+    assert figures["loaded"] == live == figures["live_counts"]
+    assert figures["records_loaded"] == sum(live.values()) > 0
+    # the remap reads staging only
+    assert figures["psa_requests_full"] > 0
+    assert figures["remap_psa_requests"] == 0
+    assert figures["remap_seconds"] > 0
+    # the COPY baseline copied the same rows, and left nothing behind
+    for entity in LOADED_ENTITIES:
+        assert figures["baseline"][entity]["rows"] == live[entity]
+    assert figures["baseline"]["raw_records"]["rows"] == figures["records_extracted"]
+    assert figures["baseline_total_seconds"] > 0 and figures["ratio_to_copy"] > 0
+    assert figures["rss_peak_sync_mb"] > 0 and figures["rss_maxrss_mb"] >= figures["rss_peak_sync_mb"] * 0.5
+    with warehouse.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :s"),
+                           {"s": BASELINE_SCHEMA}) == 0
+    printed = out.getvalue()
+    for key in ("full_sync_seconds:", "remap_seconds:", "remap_psa_requests: 0", "copy_baseline_seconds:",
+                "ratio_to_copy:", "rss_maxrss_mb:"):
+        assert key in printed
