@@ -31,11 +31,12 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import (
     DagsterEventType,
+    DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
-    DagsterInstance,
     DefaultSensorStatus,
     RunFailureSensorContext,
+    RunRecord,
     RunsFilter,
     RunStatusSensorContext,
     SensorEvaluationContext,
@@ -59,6 +60,7 @@ from hg_pipeline.notifications import (
     sync_overdue,
 )
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, TENANT_TAG
+from hg_pipeline.orchestration.outcomes import read_events
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant, TenantError, get_tenant
@@ -94,13 +96,13 @@ class SyncRun:
         return 0.0
 
 
-def sync_run_of(instance: DagsterInstance, run: DagsterRun) -> SyncRun | None:
+def sync_run_of(instance: DagsterInstance, run: DagsterRun, record: RunRecord | None = None) -> SyncRun | None:
     """The sync `run` is, or None when it is not a tenant sync of this pipeline."""
     kind = run.tags.get(KIND_TAG) or KIND_BY_JOB.get(run.job_name)
     tenant_id = run.tags.get(TENANT_TAG) or run.tags.get(PARTITION_TAG)
     if kind not in JOBS_BY_KIND or not tenant_id:
         return None
-    record = instance.get_run_record_by_id(run.run_id)
+    record = record or instance.get_run_record_by_id(run.run_id)
     started = finished = None
     if record is not None:
         started = _utc(record.start_time) or record.create_timestamp.astimezone(timezone.utc)
@@ -113,10 +115,15 @@ def _utc(timestamp: float | None) -> datetime | None:
 
 
 @dataclass
-class RunCounts:
-    """What a run's materializations say, per asset (`<entity>_raw`, `<entity>_mapped`, `<entity>`)."""
+class RunReport:
+    """What a run did, read from its events in the instance with `outcomes.read_events` (the
+    reader the CLI runner uses): numeric metadata per asset (`<entity>_raw`, `<entity>_mapped`,
+    `<entity>`) and, when it failed, the first failed step, its reason and the other failed steps."""
 
     stages: dict[str, dict[str, int | float]] = field(default_factory=dict)
+    failed_step: str | None = None
+    reason: str | None = None
+    other_failed_steps: int = 0
 
     def stage(self, name: str) -> dict[str, int | float]:
         return self.stages.get(name, {})
@@ -144,47 +151,33 @@ class RunCounts:
             }
         return table
 
-
-def run_counts(instance: DagsterInstance, run_id: str) -> RunCounts:
-    counts = RunCounts()
-    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.dagster_event.event_specific_data.materialization
-        counts.stages[materialization.asset_key.to_user_string()] = {
-            key: value.value for key, value in materialization.metadata.items()
-            if isinstance(value.value, (int, float)) and not isinstance(value.value, bool)
-        }
-    return counts
-
-
-@dataclass(frozen=True)
-class RunFailure:
-    step: str  # the first step that failed, or "run"
-    reason: str  # one line
-    other_steps: int = 0  # further steps that failed
-
-    @property
-    def described_step(self) -> str:
-        if not self.other_steps:
-            return self.step
-        return f"{self.step} (and {self.other_steps} other step{'s' if self.other_steps > 1 else ''})"
+    def failure(self, run_failure_message: str | None) -> tuple[str, str]:
+        """(failing step, one-line reason); the run itself when no step failed (e.g. its worker died)."""
+        if self.failed_step is None:
+            return "run", _first_line(run_failure_message or "the run failed before any step ran")
+        step = self.failed_step
+        if self.other_failed_steps:
+            n = self.other_failed_steps
+            step += f" (and {n} other step{'s' if n > 1 else ''})"
+        return step, _first_line(self.reason or "the step failed")
 
 
-def failure_of(instance: DagsterInstance, run_id: str, run_failure_message: str | None) -> RunFailure:
-    """The first failed step and its reason (a `Failure` description, else the error message);
-    the run failure itself when no step failed (e.g. the run worker died)."""
-    failures = [entry.dagster_event for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)]
-    if not failures:
-        return RunFailure("run", _first_line(run_failure_message or "the run failed before any step ran"))
-    first = failures[0]
-    data = first.event_specific_data
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        reason = data.user_failure_data.description
-    elif data.error is not None:
-        reason = data.error.message
-    else:
-        reason = first.message or "step failed"
-    step = first.step_key or "run"
-    return RunFailure(step, _first_line(reason), len({f.step_key for f in failures} - {first.step_key}))
+_REPORTED_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
+                    DagsterEventType.STEP_FAILURE}
+
+
+def read_run(instance: DagsterInstance, run_id: str) -> RunReport:
+    events = [entry.dagster_event for entry in instance.all_logs(run_id, of_type=_REPORTED_EVENTS)
+              if entry.dagster_event is not None]
+    story = read_events(events)
+    failed = {e.step_key for e in events if e.event_type == DagsterEventType.STEP_FAILURE}
+    return RunReport(
+        stages={name: {k: v for k, v in meta.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                for name, meta in story.stages.items()},
+        failed_step=story.failed_step,
+        reason=story.reason,
+        other_failed_steps=len(failed - {story.failed_step}),
+    )
 
 
 def _first_line(text: str) -> str:
@@ -331,14 +324,14 @@ def sync_succeeded_sensor(context: RunStatusSensorContext, warehouse: WarehouseR
     if sync is None:
         return
     engine = warehouse.engine()
-    counts = run_counts(context.instance, sync.run_id)
-    record_sync_run(engine, sync, "success", summary=counts.stages, log=context.log)
+    report = read_run(context.instance, sync.run_id)
+    record_sync_run(engine, sync, "success", summary=report.stages, log=context.log)
 
     def build(tenant: Tenant, settings: SmtpSettings):
         if sync.kind == "initial":
-            return ready_to_map(tenant.tenant_id, tenant.name, counts.received, mapping_hint(tenant.tenant_id),
+            return ready_to_map(tenant.tenant_id, tenant.name, report.received, mapping_hint(tenant.tenant_id),
                                 sender=settings.sender, to=tenant.notify_email)
-        return sync_completed(tenant.tenant_id, tenant.name, sync.kind, counts.per_entity, counts.quarantined,
+        return sync_completed(tenant.tenant_id, tenant.name, sync.kind, report.per_entity, report.quarantined,
                               sync.seconds, sender=settings.sender, to=tenant.notify_email)
 
     _deliver(engine, sync, build, context.log)
@@ -353,14 +346,15 @@ def sync_failed_sensor(context: RunFailureSensorContext, warehouse: WarehouseRes
     if sync is None:
         return
     engine = warehouse.engine()
-    failure = failure_of(context.instance, sync.run_id, context.failure_event.message)
+    report = read_run(context.instance, sync.run_id)
+    step, reason = report.failure(context.failure_event.message)
     secrets = _tenant_secrets(engine, sync.tenant_id)
-    record_sync_run(engine, sync, "failure", summary=run_counts(context.instance, sync.run_id).stages,
-                    error=redact(f"{failure.step}: {failure.reason}", secrets), log=context.log)
+    record_sync_run(engine, sync, "failure", summary=report.stages,
+                    error=redact(f"{report.failed_step or 'run'}: {reason}", secrets), log=context.log)
 
     def build(tenant: Tenant, settings: SmtpSettings):
-        return sync_failed(tenant.tenant_id, tenant.name, sync.kind, failure.described_step, failure.reason,
-                           sender=settings.sender, to=tenant.notify_email, secrets=secrets)
+        return sync_failed(tenant.tenant_id, tenant.name, sync.kind, step, reason, sender=settings.sender,
+                           to=tenant.notify_email, secrets=secrets)
 
     _deliver(engine, sync, build, context.log)
 
@@ -402,7 +396,7 @@ def sync_overdue_sensor(context: SensorEvaluationContext, warehouse: WarehouseRe
         run = record.dagster_run
         if run.run_id in told:
             continue
-        sync = sync_run_of(context.instance, run)
+        sync = sync_run_of(context.instance, run, record)
         if sync is None or sync.started_at is None or now - sync.started_at < timedelta(hours=hours):
             continue
 

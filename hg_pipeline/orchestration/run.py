@@ -49,12 +49,17 @@ def dagster_instance() -> DagsterInstance:
 
 def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterInstance | None = None,
              psa: PsaResource | None = None, log_level: str = "INFO") -> SyncOutcome:
-    """Run the `kind` job ("initial", "full", "remap", "nightly") for one tenant and record it in sync_runs."""
+    """Run the `kind` job ("initial", "full", "remap", "nightly") for one tenant and record it in sync_runs.
+
+    Without `instance`, the instance of $DAGSTER_HOME is opened (and closed) for this run.
+    """
+    get_tenant(db.connect(database_url), tenant_id)  # unknown tenant -> TenantError before anything runs
+    if instance is None:
+        with dagster_instance() as opened:
+            return run_sync(database_url, tenant_id, kind, instance=opened, psa=psa, log_level=log_level)
     from hg_pipeline.definitions import build_definitions
 
     engine = db.connect(database_url)
-    get_tenant(engine, tenant_id)  # unknown tenant -> TenantError before anything runs
-    instance = instance or dagster_instance()
     if not instance.has_dynamic_partition(tenants_partitions.name, tenant_id):
         instance.add_dynamic_partitions(tenants_partitions.name, [tenant_id])
     defs = build_definitions({"warehouse": WarehouseResource(database_url=database_url), "psa": psa or psa_resource()})

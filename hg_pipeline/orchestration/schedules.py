@@ -7,11 +7,12 @@ instance never add up past its rate limit; tenants on different hosts run side b
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
-from hg_pipeline.orchestration.jobs import KIND_TAG, TENANT_TAG, nightly_resync_job
+from hg_pipeline.orchestration.jobs import KIND_TAG, NIGHTLY_OPS_CONFIG, TENANT_TAG, nightly_resync_job
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.mappings import current_mapping
@@ -56,7 +57,7 @@ def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
 def nightly_resync_schedule(context: ScheduleEvaluationContext, warehouse: WarehouseResource):
     engine = warehouse.engine()
     partitions = set(context.instance.get_dynamic_partitions(tenants_partitions.name))
-    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    day = (context.scheduled_execution_time or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
     requests, skipped = [], []
     for tenant in list_tenants(engine):
         if tenant.tenant_id not in partitions:
@@ -69,6 +70,7 @@ def nightly_resync_schedule(context: ScheduleEvaluationContext, warehouse: Wareh
             requests.append(RunRequest(
                 run_key=f"nightly-{tenant.tenant_id}-{day}",
                 partition_key=tenant.tenant_id,
+                run_config={"ops": NIGHTLY_OPS_CONFIG},  # incremental extraction
                 tags=sync_tags(tenant, "nightly"),
             ))
     if skipped:

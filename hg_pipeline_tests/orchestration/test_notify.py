@@ -125,9 +125,9 @@ class Daemon:
 
     def tick(self, *sensor_defs):
         for sensor_def in sensor_defs:
-            context = build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor_def.name),
-                                           resources=self.resources, sensor_name=sensor_def.name)
-            result = sensor_def.evaluate_tick(context)
+            with build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor_def.name),
+                                      resources=self.resources, sensor_name=sensor_def.name) as context:
+                result = sensor_def.evaluate_tick(context)
             self.cursors[sensor_def.name] = result.cursor
 
 

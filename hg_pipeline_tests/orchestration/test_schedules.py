@@ -76,10 +76,16 @@ def msp(warehouse, instance):
 # --------------------------------------------------------------------------- nightly schedule
 
 
+def _schedule_tick(instance, resources, repository, when):
+    # `with`: the context opens its own instance from the ref and must close it (a context left
+    # open resets Dagster's current-instance state whenever it is garbage-collected).
+    with build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
+                                repository_def=repository) as context:
+        return nightly_resync_schedule.evaluate_tick(context)
+
+
 def test_nightly_schedule_requests_one_resync_per_mapped_tenant(msp, instance, resources, repository):
-    context = build_schedule_context(instance=instance, scheduled_execution_time=NIGHT, resources=resources,
-                                     repository_def=repository)
-    result = nightly_resync_schedule.evaluate_tick(context)
+    result = _schedule_tick(instance, resources, repository, NIGHT)
 
     by_tenant = {request.partition_key: request for request in result.run_requests}
     assert sorted(by_tenant) == ["acme", "globex", "initech"]
@@ -88,6 +94,7 @@ def test_nightly_schedule_requests_one_resync_per_mapped_tenant(msp, instance, r
         assert request.tags["hg/tenant"] == tenant_id
         assert request.tags["hg/kind"] == "nightly"
         assert request.tags["dagster/partition"] == tenant_id
+        assert request.run_config["ops"]["companies_raw"]["config"] == {"incremental": True}
     # Tenants of one PSA host share a tag value: the queue runs one of them at a time.
     assert by_tenant["acme"].tags["hg/psa_host"] == "na.myconnectwise.net:443"
     assert by_tenant["globex"].tags["hg/psa_host"] == "na.myconnectwise.net:443"
@@ -99,9 +106,7 @@ def test_nightly_schedule_requests_one_resync_per_mapped_tenant(msp, instance, r
 
 def test_nightly_run_keys_are_stable_per_night(msp, instance, resources, repository):
     def keys(when):
-        context = build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
-                                         repository_def=repository)
-        return sorted(r.run_key for r in nightly_resync_schedule.evaluate_tick(context).run_requests)
+        return sorted(r.run_key for r in _schedule_tick(instance, resources, repository, when).run_requests)
 
     assert keys(NIGHT) == keys(NIGHT.replace(minute=3))  # a retried tick launches nothing twice
     assert keys(NIGHT.replace(day=2)) == ["nightly-acme-2026-03-02", "nightly-globex-2026-03-02",
@@ -109,9 +114,7 @@ def test_nightly_run_keys_are_stable_per_night(msp, instance, resources, reposit
 
 
 def test_nightly_schedule_skips_without_ready_tenants(warehouse, instance, resources, repository):
-    context = build_schedule_context(instance=instance, scheduled_execution_time=NIGHT, resources=resources,
-                                     repository_def=repository)
-    result = nightly_resync_schedule.evaluate_tick(context)
+    result = _schedule_tick(instance, resources, repository, NIGHT)
     assert result.run_requests == [] or result.run_requests is None
     assert "no tenant is ready" in result.skip_message
 
@@ -136,9 +139,10 @@ def test_psa_host(url, host):
 
 def _sensor(sensor_def, instance, repository, resources, cursor=None):
     # instance_ref too: without it the context cannot resolve dynamic partitions of run requests
-    context = build_sensor_context(instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
-                                   repository_def=repository, resources=resources, sensor_name=sensor_def.name)
-    return sensor_def.evaluate_tick(context)
+    with build_sensor_context(instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
+                              repository_def=repository, resources=resources,
+                              sensor_name=sensor_def.name) as context:
+        return sensor_def.evaluate_tick(context)
 
 
 def test_tenant_sensor_adds_partitions_and_initial_syncs(warehouse, instance, resources, repository):
