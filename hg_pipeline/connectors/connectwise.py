@@ -70,6 +70,8 @@ class ConnectWiseConnector:
     """
 
     source = "connectwise"
+    # `lastUpdated` conditions work on every entity we read (psa-api-notes 1.4)
+    supports_incremental = True
 
     def __init__(
         self,

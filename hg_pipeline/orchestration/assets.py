@@ -34,7 +34,7 @@ from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.warehouse.load import LoadError, load_entity
-from hg_pipeline.warehouse.staging import RawStager, extract_cursor, quarantine_records
+from hg_pipeline.warehouse.staging import RawStager, extract_cursor, mark_vanished, quarantine_records
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
 
 EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP = "extract", "map", "load"
@@ -74,7 +74,8 @@ def extract_asset(entity: str) -> AssetsDefinition:
             connector = psa.connector_for(tenant)
         except (TenantError, CredentialError, ValueError) as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
-        since = extract_cursor(engine, tenant_id, entity) if config.incremental else None
+        incremental = config.incremental and getattr(connector, "supports_incremental", False)
+        since = extract_cursor(engine, tenant_id, entity) if incremental else None
         now = datetime.now(timezone.utc)
         bad: list[tuple[str | None, str, dict | None]] = []
         seen: set[str] = set()
@@ -96,6 +97,8 @@ def extract_asset(entity: str) -> AssetsDefinition:
                         good.append((record["psa_id"], payload, record))
                     stager.add(good)
                 counts = stager.finish(full=since is None)
+                if since is not None:  # changes only came back: an id sweep finds what vanished
+                    counts.vanished = mark_vanished(conn, tenant_id, entity, set(connector.iter_ids(entity)), now)
                 quarantine_records(conn, tenant_id, entity, bad, context.run_id, now)
         except PsaUnreachable as exc:
             raise _fail(tenant_id, f"extract {entity}", f"PSA unreachable at {tenant.base_url}: {exc}") from None

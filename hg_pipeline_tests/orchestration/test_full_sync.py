@@ -185,3 +185,27 @@ def test_malformed_records_are_quarantined_and_the_rest_loads(warehouse, pg_url,
     assert "price" in rows[0]["reason"] and rows[0]["sync_run_id"] == outcome.run_id
     assert len(live_rows(warehouse, "products", tenant)) == len(expected(simulator.dataset)["products"]) - (
         bad["category"]["name"] != "Misc")
+
+
+def test_nightly_resync_fetches_only_changes_and_finds_deletions(warehouse, pg_url, instance, simulator, make_tenant):
+    from datetime import datetime, timedelta, timezone
+
+    from hg_pipeline.simulators.datasets import iso
+
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    companies = live_rows(warehouse, "companies", tenant)
+    changed, gone = [c for c in simulator.dataset.companies if str(c["id"]) in companies][:2]
+    with simulator.lock:
+        changed["name"] = "Renamed Dental Group"
+        changed["_info"] = dict(changed["_info"], lastUpdated=iso(datetime.now(timezone.utc) + timedelta(minutes=1)))
+        simulator.dataset.companies.remove(gone)
+    outcome = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert outcome.success, outcome.reason
+    assert outcome.stages["companies_raw"]["mode"] == "incremental"
+    assert outcome.stages["companies_raw"]["received"] == 1
+    assert outcome.stages["companies_raw"]["vanished"] == 1
+    after = live_rows(warehouse, "companies", tenant)
+    assert after[str(changed["id"])]["name"] == "Renamed Dental Group"
+    assert str(gone["id"]) not in after
+    assert outcome.stages["contacts_raw"]["received"] == 0

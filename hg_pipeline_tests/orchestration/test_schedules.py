@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from dagster import (
     DagsterInstance,
-    SkipReason,
     build_schedule_context,
     build_sensor_context,
     instance_for_test,
@@ -115,7 +114,7 @@ def test_nightly_run_keys_are_stable_per_night(msp, instance, resources, reposit
 
 def test_nightly_schedule_skips_without_ready_tenants(warehouse, instance, resources, repository):
     result = _schedule_tick(instance, resources, repository, NIGHT)
-    assert result.run_requests == [] or result.run_requests is None
+    assert not result.run_requests
     assert "no tenant is ready" in result.skip_message
 
 
