@@ -1,13 +1,42 @@
-"""Jobs: which stages each kind of sync runs, always for one tenant partition."""
+"""Jobs: which stages each kind of sync runs, always for one tenant partition, and the tags
+that every sync run carries."""
+
+from urllib.parse import urlsplit
 
 from dagster import AssetSelection, define_asset_job
 
 from hg_pipeline.entities import LOADED_ENTITIES, REFERENCE_ENTITIES
 from hg_pipeline.orchestration.assets import EXTRACT_GROUP, LOAD_GROUP, MAP_GROUP
 from hg_pipeline.orchestration.partitions import tenants_partitions
+from hg_pipeline.warehouse.tenants import Tenant
 
 KIND_TAG = "hg/kind"
 TENANT_TAG = "hg/tenant"
+PSA_HOST_TAG = "hg/psa_host"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def psa_host(base_url: str | None) -> str | None:
+    """'host:port' of a PSA base URL (the unit its rate limit applies to); None without a URL."""
+    if not base_url:
+        return None
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return None
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        port = None
+    return f"{parts.hostname.lower()}:{port}" if port else parts.hostname.lower()
+
+
+def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
+    """Tags of a tenant's sync run: tenant, kind and, when it calls a PSA, the PSA host."""
+    tags = {TENANT_TAG: tenant.tenant_id, KIND_TAG: kind}
+    host = psa_host(tenant.base_url)
+    if host and kind != "remap":  # a remap reads staging only: no PSA call to limit
+        tags[PSA_HOST_TAG] = host
+    return tags
 
 # What the MSP needs in order to map: the type lists, the categories, members and companies.
 INITIAL_ASSETS = [f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "members")]

@@ -45,7 +45,7 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
-from sqlalchemy import Engine, and_, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hg_pipeline.connectors.credentials import resolve_credentials
@@ -71,7 +71,6 @@ OVERDUE_HOURS_VAR = "HG_SYNC_OVERDUE_HOURS"
 DEFAULT_OVERDUE_HOURS = 8.0
 MAPPING_URL_VAR = "HG_MAPPING_URL"  # optional, e.g. https://app.example/msp/{tenant}/mapping
 # How long before the run's own start `hg-pipeline sync` may have written its row.
-CLI_ROW_WINDOW = timedelta(minutes=5)
 SMTP_TIMEOUT_SECONDS = 5  # per connection: a sensor evaluation has 60 s in all
 
 
@@ -85,7 +84,6 @@ class SyncRun:
     run_id: str
     tenant_id: str
     kind: str
-    in_process: bool  # executed without a code location (hg-pipeline sync, execute_in_process)
     started_at: datetime | None
     finished_at: datetime | None
 
@@ -107,7 +105,7 @@ def sync_run_of(instance: DagsterInstance, run: DagsterRun, record: RunRecord | 
     if record is not None:
         started = _utc(record.start_time) or record.create_timestamp.astimezone(timezone.utc)
         finished = _utc(record.end_time)
-    return SyncRun(run.run_id, tenant_id, kind, run.remote_job_origin is None, started, finished)
+    return SyncRun(run.run_id, tenant_id, kind, started, finished)
 
 
 def _utc(timestamp: float | None) -> datetime | None:
@@ -202,10 +200,6 @@ def record_sync_run(engine: Engine, sync: SyncRun, status: str, *, summary: dict
     with engine.begin() as conn:
         row = conn.execute(select(sync_runs.c.id, sync_runs.c.status).where(
             sync_runs.c.dagster_run_id == sync.run_id)).first()
-        if row is None and sync.in_process and _cli_row_pending(conn, sync):
-            if log:
-                log.info(f"run {sync.run_id} is recorded in sync_runs by the process that runs it")
-            return
     if row is None:
         try:
             with engine.begin() as conn:
@@ -226,20 +220,6 @@ def record_sync_run(engine: Engine, sync: SyncRun, status: str, *, summary: dict
     with engine.begin() as conn:
         conn.execute(update(sync_runs).where(sync_runs.c.id == row.id, sync_runs.c.status == "running")
                      .values(**values))
-
-
-def _cli_row_pending(conn, sync: SyncRun) -> bool:
-    """`hg-pipeline sync` inserted a `running` row for this tenant and kind just before the run
-    started and sets the run id when it ends: that row is this run's."""
-    started = sync.started_at or datetime.now(timezone.utc)
-    return conn.execute(select(sync_runs.c.id).where(and_(
-        sync_runs.c.tenant_id == sync.tenant_id,
-        sync_runs.c.kind == sync.kind,
-        sync_runs.c.status == "running",
-        sync_runs.c.dagster_run_id.is_(None),
-        sync_runs.c.started_at >= started - CLI_ROW_WINDOW,
-        sync_runs.c.started_at <= started + timedelta(seconds=60),
-    )).limit(1)).first() is not None
 
 
 # --------------------------------------------------------------------------- e-mail

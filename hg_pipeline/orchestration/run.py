@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,7 +13,7 @@ from pathlib import Path
 from dagster import DagsterInstance
 from sqlalchemy import Engine, update
 
-from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, NIGHTLY_OPS_CONFIG, TENANT_TAG
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, NIGHTLY_OPS_CONFIG, sync_tags
 from hg_pipeline.orchestration.outcomes import read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource, psa_resource
@@ -41,7 +42,7 @@ def dagster_instance() -> DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         home = DEFAULT_DAGSTER_HOME.resolve()
         home.mkdir(parents=True, exist_ok=True)
-        if INSTANCE_TEMPLATE.exists() and not (home / "dagster.yaml").exists():
+        if INSTANCE_TEMPLATE.exists():  # refreshed, so a new release's settings reach old homes
             shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
@@ -53,7 +54,7 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
 
     Without `instance`, the instance of $DAGSTER_HOME is opened (and closed) for this run.
     """
-    get_tenant(db.connect(database_url), tenant_id)  # unknown tenant -> TenantError before anything runs
+    tenant = get_tenant(db.connect(database_url), tenant_id)  # unknown tenant -> TenantError before anything runs
     if instance is None:
         with dagster_instance() as opened:
             return run_sync(database_url, tenant_id, kind, instance=opened, psa=psa, log_level=log_level)
@@ -65,15 +66,17 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     defs = build_definitions({"warehouse": WarehouseResource(database_url=database_url), "psa": psa or psa_resource()})
     job = defs.resolve_job_def(JOBS_BY_KIND[kind].name)
     started = datetime.now(timezone.utc)
-    with engine.begin() as conn:
+    run_id = str(uuid.uuid4())
+    with engine.begin() as conn:  # the row names the run from the start, so sensors find it
         sync_id = conn.execute(sync_runs.insert().values(
-            tenant_id=tenant_id, kind=kind, status="running", started_at=started)).inserted_primary_key[0]
+            tenant_id=tenant_id, kind=kind, status="running", started_at=started,
+            dagster_run_id=run_id)).inserted_primary_key[0]
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if kind == "nightly":
         run_config["ops"] = NIGHTLY_OPS_CONFIG
     result = job.execute_in_process(
         run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
-        tags={TENANT_TAG: tenant_id, KIND_TAG: kind},
+        run_id=run_id, tags=sync_tags(tenant, kind),
     )
     story = read_events(result.all_events)
     outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
@@ -90,7 +93,6 @@ def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome) -> None:
         conn.execute(update(sync_runs).where(sync_runs.c.id == sync_id).values(
             status="success" if outcome.success else "failure",
             finished_at=datetime.now(timezone.utc),
-            dagster_run_id=outcome.run_id,
             summary=json.dumps(summary),
             error=None if outcome.success else f"{outcome.failed_step}: {outcome.reason}",
         ))

@@ -8,42 +8,14 @@ instance never add up past its rate limit; tenants on different hosts run side b
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
-from hg_pipeline.orchestration.jobs import KIND_TAG, NIGHTLY_OPS_CONFIG, TENANT_TAG, nightly_resync_job
+from hg_pipeline.orchestration.jobs import NIGHTLY_OPS_CONFIG, nightly_resync_job, sync_tags
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.mappings import current_mapping
-from hg_pipeline.warehouse.tenants import Tenant, list_tenants
-
-PSA_HOST_TAG = "hg/psa_host"
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def psa_host(base_url: str | None) -> str | None:
-    """'host:port' of a PSA base URL (the unit its rate limit applies to); None without a URL."""
-    if not base_url:
-        return None
-    parts = urlsplit(base_url)
-    if not parts.hostname:
-        return None
-    try:
-        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
-    except ValueError:  # a port that is not a number
-        port = None
-    return f"{parts.hostname.lower()}:{port}" if port else parts.hostname.lower()
-
-
-def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
-    """Tags of a tenant's sync run: tenant, kind and, when it calls a PSA, the PSA host."""
-    tags = {TENANT_TAG: tenant.tenant_id, KIND_TAG: kind}
-    host = psa_host(tenant.base_url)
-    if host and kind != "remap":  # a remap reads staging only: no PSA call to limit
-        tags[PSA_HOST_TAG] = host
-    return tags
-
+from hg_pipeline.warehouse.tenants import list_tenants
 
 @schedule(
     name="nightly_resync",

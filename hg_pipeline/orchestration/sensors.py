@@ -14,7 +14,7 @@ from dagster import (
     sensor,
 )
 
-from hg_pipeline.orchestration.jobs import KIND_TAG, TENANT_TAG, initial_sync_job, remap_job
+from hg_pipeline.orchestration.jobs import KIND_TAG, TENANT_TAG, initial_sync_job, remap_job, sync_tags
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.mappings import latest_versions
@@ -31,7 +31,8 @@ from hg_pipeline.warehouse.tenants import list_tenants
 )
 def tenant_partitions_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
     seen = set(json.loads(context.cursor or "[]"))
-    tenant_ids = [tenant.tenant_id for tenant in list_tenants(warehouse.engine())]
+    tenants = {tenant.tenant_id: tenant for tenant in list_tenants(warehouse.engine())}
+    tenant_ids = list(tenants)
     existing = set(context.instance.get_dynamic_partitions(tenants_partitions.name))
     missing = [t for t in tenant_ids if t not in existing]
     fresh = [t for t in tenant_ids if t not in seen]
@@ -40,7 +41,7 @@ def tenant_partitions_sensor(context: SensorEvaluationContext, warehouse: Wareho
     context.update_cursor(json.dumps(sorted(seen | set(tenant_ids))))
     return SensorResult(
         run_requests=[
-            RunRequest(partition_key=t, run_key=f"initial-{t}", tags={TENANT_TAG: t, KIND_TAG: "initial"})
+            RunRequest(partition_key=t, run_key=f"initial-{t}", tags=sync_tags(tenants[t], "initial"))
             for t in fresh
         ],
         dynamic_partitions_requests=[tenants_partitions.build_add_request(missing)] if missing else [],

@@ -93,7 +93,8 @@ def test_mapping_sensor_launches_one_remap_per_new_version(warehouse, pg_url, in
     with build_sensor_context(instance=instance, resources=resources) as context:
         result = tenant_partitions_sensor(context)
     assert [r.partition_key for r in result.run_requests] == [tenant]
-    assert result.run_requests[0].tags == {"hg/tenant": tenant, "hg/kind": "initial"}
+    host = simulator.base_url.split("//")[1]
+    assert result.run_requests[0].tags == {"hg/tenant": tenant, "hg/kind": "initial", "hg/psa_host": host}
     instance.add_dynamic_partitions("tenants", [tenant])
     run_sync(pg_url, tenant, "initial", instance=instance)
 

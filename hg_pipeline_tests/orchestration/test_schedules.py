@@ -18,7 +18,8 @@ from dagster import (
 from hg_pipeline.definitions import build_definitions, defs
 from hg_pipeline.mapping.document import default_document
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
-from hg_pipeline.orchestration.schedules import nightly_resync_schedule, psa_host
+from hg_pipeline.orchestration.jobs import psa_host
+from hg_pipeline.orchestration.schedules import nightly_resync_schedule
 from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_partitions_sensor
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.staging import RawStager
@@ -159,7 +160,6 @@ def test_tenant_sensor_adds_partitions_and_initial_syncs(warehouse, instance, re
     assert not again.run_requests
 
 
-@pytest.mark.xfail(strict=True, reason="sensors.py does not tag initial syncs with hg/psa_host yet")
 def test_initial_syncs_carry_the_psa_host_tag(warehouse, instance, resources, repository):
     add_tenant(warehouse, connectwise("acme", "https://na.myconnectwise.net"))
     result = _sensor(tenant_partitions_sensor, instance, repository, resources)
