@@ -303,6 +303,9 @@ class ConnectWiseSimulator:
         self.verbose = verbose
         self.lock = threading.RLock()  # held while reading the dataset
         self._cache: dict[str, tuple[list[dict], list[dict], list[int]]] = {}
+        # Records served verbatim at the end of page 1 of their kind (a vendor bug to simulate:
+        # no id, an id twice, wrong types...); counted by `/count`, never filtered or sorted.
+        self.malformed: dict[str, list[dict]] = {}
         self._credentials = credentials
         self._expected_auth = "Basic " + base64.b64encode(
             f"{credentials['company_id']}+{credentials['public_key']}:{credentials['private_key']}".encode()
@@ -465,8 +468,9 @@ class ConnectWiseSimulator:
         if predicate is not None:
             records = [r for r in records if predicate(r)]
             ids = None
+        malformed = self.malformed.get(kind, [])
         if counting:
-            return 200, {"count": len(records)}, {}
+            return 200, {"count": len(records) + len(malformed)}, {}
         if order is not None and order != ("id", False):
             records, ids = self._sorted(records, order), None
         page_size = self._int(query, "pageSize", DEFAULT_PAGE_SIZE, minimum=1)
@@ -483,6 +487,8 @@ class ConnectWiseSimulator:
             page = self._int(query, "page", 1, minimum=1)
             last_page = max(1, math.ceil(len(records) / page_size))
             chunk = records[(page - 1) * page_size: page * page_size]
+            if page == 1 and malformed:
+                chunk = chunk + malformed
             links = {}
             if page > 1:
                 links["first"] = {"pageSize": page_size, "page": 1}
