@@ -34,6 +34,7 @@ from hg_pipeline.simulators.datasets import generate
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant
+from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
 
 TENANT = "acme"
 RECIPIENT = "ops@acme.example"
@@ -286,3 +287,29 @@ def test_smtp_trouble_never_fails_anything(pg_url, warehouse, tenant, instance, 
     assert len(mailbox.messages) == 1
     assert [(r["dagster_run_id"], r["status"]) for r in sync_rows(warehouse)] == [
         (first.run_id, "failure"), (second.run_id, "failure"), (third.run_id, "failure")]
+
+
+def test_failure_email_names_the_failing_expectation(pg_url, warehouse, tenant, simulator, instance, daemon,
+                                                     mailbox):
+    """A blocking check fails (a linked HighGround company keeps a legacy type): the e-mail says
+    which check on which asset failed, and which expectation."""
+    from datetime import datetime, timezone
+
+    from hg_pipeline.warehouse.tables import companies
+
+    now = datetime.now(timezone.utc)
+    with warehouse.begin() as conn:
+        conn.execute(companies.insert(), {"id": "hg-legacy", "tenant_id": tenant, "name": "Legacy Reseller",
+                                          "hg_type": "reseller", "origin": "highground",
+                                          "created_at": now, "updated_at": now})
+    competitor = next(c for c in simulator.dataset.companies if c["types"][0]["name"] == "Competitor")
+    store_mapping(warehouse, tenant, TEST_MAPPING.replace(
+        "  types: {Customer", f'  records: {{"{competitor["id"]}": {{action: map, to: hg-legacy}}}}\n  types: {{Customer'))
+    failed = run_sync(pg_url, tenant, "full", instance=instance)
+    assert not failed.success
+    daemon.tick(*RUN_SENSORS)
+    assert mailbox.subjects() == ["[HighGround] Acme IT (acme): full sync failed"]
+    text = body(mailbox.messages[0])
+    assert re.search(r"^Failing step: companies_mapped", text, re.M)
+    reason = re.search(r"^Reason: (.+)$", text, re.M).group(1)
+    assert "check valid on companies_mapped failed" in reason and "hg_type not in set" in reason
