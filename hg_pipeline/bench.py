@@ -96,17 +96,9 @@ def _database(url: str | None):
     try:
         yield fresh, name
     finally:
-        _forget_engine(fresh)
+        db.dispose(fresh)
         with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _forget_engine(url: str) -> None:
-    # db.connect caches one engine per URL; the database is about to go away.
-    with db._lock:  # noqa: SLF001 - no public "dispose one URL" in hg_pipeline.warehouse.db
-        engine = db._engines.pop(url, None)  # noqa: SLF001
-    if engine is not None:
-        engine.dispose()
 
 
 # --- the run ----------------------------------------------------------------------------

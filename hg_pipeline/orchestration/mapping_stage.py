@@ -79,14 +79,22 @@ def _category_tree(engine: Engine, tenant_id: str) -> CategoryTree:
 
 
 def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: MappingResult, version: int) -> None:
+    """Store the decisions that changed since the last map stage (a remap usually changes few)."""
     now = datetime.now(timezone.utc)
-    columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version", "decided_at")
+    t = mapping_decisions
+    scope = (t.c.tenant_id == tenant_id, t.c.entity == entity)
     with engine.begin() as conn:
-        conn.execute(mapping_decisions.delete().where(
-            mapping_decisions.c.tenant_id == tenant_id, mapping_decisions.c.entity == entity))
-        copy_rows(conn, qualified(conn, mapping_decisions), columns, (
-            (tenant_id, entity, d.psa_id, d.outcome, d.rule, d.reason, d.group, version, now)
-            for d in result.decisions
+        stored = {row.psa_id: tuple(row[1:]) for row in conn.execute(
+            select(t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key, t.c.mapping_version).where(*scope))}
+        fresh = {d.psa_id: (d.outcome, d.rule, d.reason, d.group, version) for d in result.decisions}
+        stale = [psa_id for psa_id, values in stored.items() if fresh.get(psa_id) != values]
+        for start in range(0, len(stale), 5000):
+            conn.execute(t.delete().where(*scope, t.c.psa_id.in_(stale[start:start + 5000])))
+        columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
+                   "decided_at")
+        copy_rows(conn, qualified(conn, t), columns, (
+            (tenant_id, entity, psa_id, *values, now)
+            for psa_id, values in fresh.items() if stored.get(psa_id) != values
         ))
 
 

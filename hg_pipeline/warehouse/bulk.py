@@ -67,6 +67,17 @@ def copy_rows(conn: Connection, target: str, columns: Sequence[str], rows: Itera
     return count
 
 
+def index_temp(conn: Connection, temp_name: str, columns: Sequence[str]) -> None:
+    """Index a filled temp table and give the planner its size: without statistics,
+    PostgreSQL joins it as if it held one row (a nested loop over every row)."""
+    cols = ", ".join(columns)
+    if is_postgres(conn):
+        conn.execute(text(f"CREATE INDEX ON {temp_name} ({cols})"))
+        conn.execute(text(f"ANALYZE {temp_name}"))
+    else:
+        conn.execute(text(f"CREATE INDEX temp.{temp_name}_key ON {temp_name} ({cols})"))
+
+
 def _sqlite_value(value):
     # The format SQLAlchemy's SQLite DateTime type writes and reads back (UTC, naive).
     if isinstance(value, datetime):

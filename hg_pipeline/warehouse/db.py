@@ -42,6 +42,14 @@ def connect(url: str | None = None) -> Engine:
         return _engines[url]
 
 
+def dispose(url: str) -> None:
+    """Close the pooled connections of one warehouse (before dropping its database, say)."""
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def dispose_all() -> None:
     with _lock:
         for engine in _engines.values():

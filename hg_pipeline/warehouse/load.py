@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.entities import ENTITY_LOADS
-from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, distinct_from, qualified, temp_ref
+from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, index_temp, qualified, temp_ref
 from hg_pipeline.warehouse.tables import LOADED_TABLES, categories, product_distributions
 
 
@@ -54,26 +54,51 @@ def load_entity(
 ) -> LoadCounts:
     """Merge `rows` (the full mapped set of `entity` for `tenant_id`) in one transaction.
 
+    The tenant's current (id, content hash) pairs are read first and compared here, so only
+    new and changed rows travel to the database (COPY into an indexed temp table, then one
+    upsert) and a sync that changes nothing writes nothing.
     `max_delete_share`: refuse (LoadError, nothing written) when the load would
     soft-delete more than this share of the tenant's live rows.
     """
     spec = ENTITY_LOADS[entity]
     table = LOADED_TABLES[entity]
     now = datetime.now(timezone.utc)
+    incoming: dict[str, tuple] = {}
     for row in rows:
         if row.get("tenant_id", tenant_id) != tenant_id:
             raise LoadError(f"{entity} row {row.get('psa_id')} belongs to tenant {row['tenant_id']!r}, not {tenant_id!r}")
-    columns = ("tenant_id",) + spec.columns + ("content_hash", "created_at", "updated_at")
-    temp = f"incoming_{entity}"
+        values = tuple(row[c] for c in spec.columns)
+        incoming[values[0]] = values
     with engine.begin() as conn:
+        current = {r.id: r for r in conn.execute(
+            select(table.c.id, table.c.content_hash, table.c.deleted_at, table.c.origin, table.c.psa_id)
+            .where(table.c.tenant_id == tenant_id))}
+        changed, counts = [], LoadCounts()
+        for hg_id, values in incoming.items():
+            digest = content_hash(values)
+            known = current.get(hg_id)
+            if known is None:
+                counts.inserted += 1
+            elif known.content_hash != digest or known.deleted_at is not None:
+                counts.updated += 1
+            else:
+                continue
+            changed.append((tenant_id, *values, digest, now, now))
+        counts.unchanged = len(incoming) - counts.inserted - counts.updated
+        to_delete = [i for i, r in current.items() if i not in incoming and r.origin == "psa" and r.deleted_at is None]
+        to_unlink = [i for i, r in current.items() if i not in incoming and r.origin != "psa" and r.psa_id is not None]
+        live = sum(1 for r in current.values() if r.origin == "psa" and r.deleted_at is None)
+        if max_delete_share is not None and live and len(to_delete) > max_delete_share * live:
+            raise LoadError(f"{table.name}: would soft-delete {len(to_delete)} of {live} rows"
+                            f" ({len(to_delete) / live:.0%} > {max_delete_share:.0%}); nothing loaded")
         if new_categories:
             _insert_categories(conn, tenant_id, new_categories)
-        create_temp_twin(conn, table, temp)
-        copy_rows(conn, temp_ref(conn, temp), columns, (
-            (tenant_id, *values, content_hash(values), now, now)
-            for values in (tuple(row[c] for c in spec.columns) for row in rows)
-        ))
-        counts = _merge(conn, table, temp, tenant_id, spec.columns, now, max_delete_share)
+        # Soft-delete and unlink first: a PSA record moving to another HighGround id must
+        # leave its old row before the new one takes its (tenant_id, psa_id).
+        counts.soft_deleted = _update_ids(conn, table, to_delete, deleted_at=now, updated_at=now)
+        counts.unlinked = _update_ids(conn, table, to_unlink, psa_id=None, updated_at=now)
+        if changed:
+            _upsert(conn, table, tenant_id, spec.columns, changed)
         if distributions is not None:
             conn.execute(product_distributions.delete().where(product_distributions.c.tenant_id == tenant_id))
             if distributions:
@@ -81,53 +106,36 @@ def load_entity(
                     {"tenant_id": tenant_id, "product_id": d["product_id"], "category_id": d["category_id"],
                      "pct": d["pct"]} for d in distributions
                 ])
-    counts.unchanged = len(rows) - counts.inserted - counts.updated
     return counts
 
 
-def _merge(conn: Connection, table, temp: str, tenant_id: str, mapped: Sequence[str], now: datetime,
-           max_delete_share: float | None) -> LoadCounts:
-    target, tmp, ne = qualified(conn, table), temp_ref(conn, temp), distinct_from(conn)
+def _update_ids(conn: Connection, table, ids: list[str], **values) -> int:
+    done = 0
+    for start in range(0, len(ids), 5000):
+        done += conn.execute(update(table).where(table.c.id.in_(ids[start:start + 5000])).values(**values)).rowcount
+    return done
+
+
+def _upsert(conn: Connection, table, tenant_id: str, mapped: Sequence[str], rows: list[tuple]) -> None:
+    temp = f"incoming_{table.name}"
+    columns = ("tenant_id",) + tuple(mapped) + ("content_hash", "created_at", "updated_at")
+    create_temp_twin(conn, table, temp)
+    copy_rows(conn, temp_ref(conn, temp), columns, rows)
+    index_temp(conn, temp, ("id",))
+    target, tmp = qualified(conn, table), temp_ref(conn, temp)
     foreign = conn.execute(text(
         f"SELECT i.id FROM {tmp} i JOIN {target} t ON t.id = i.id WHERE t.tenant_id <> :tenant"
     ), {"tenant": tenant_id}).scalars().first()
     if foreign is not None:
         raise LoadError(f"{table.name} id {foreign} belongs to another tenant; refusing to load {tenant_id}")
-    inserted, updated = conn.execute(text(
-        f"SELECT COALESCE(SUM(CASE WHEN t.id IS NULL THEN 1 ELSE 0 END), 0),"
-        f" COALESCE(SUM(CASE WHEN t.id IS NOT NULL AND (t.content_hash {ne} i.content_hash"
-        f"   OR t.deleted_at IS NOT NULL) THEN 1 ELSE 0 END), 0)"
-        f" FROM {tmp} i LEFT JOIN {target} t ON t.id = i.id"
-    )).one()
-    absent = f"NOT EXISTS (SELECT 1 FROM {tmp} i WHERE i.id = {target}.id)"
-    if max_delete_share is not None:
-        live = conn.scalar(select(func.count()).select_from(table).where(
-            table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), table.c.origin == "psa"))
-        going = conn.execute(text(
-            f"SELECT COUNT(*) FROM {target} WHERE tenant_id = :tenant AND deleted_at IS NULL"
-            f" AND origin = 'psa' AND {absent}"), {"tenant": tenant_id}).scalar()
-        if live and going > max_delete_share * live:
-            raise LoadError(f"{table.name}: would soft-delete {going} of {live} rows"
-                            f" ({going / live:.0%} > {max_delete_share:.0%}); nothing loaded")
-    soft_deleted = conn.execute(text(
-        f"UPDATE {target} SET deleted_at = :now, updated_at = :now WHERE tenant_id = :tenant"
-        f" AND deleted_at IS NULL AND origin = 'psa' AND {absent}"
-    ), {"now": now, "tenant": tenant_id}).rowcount
-    unlinked = conn.execute(text(
-        f"UPDATE {target} SET psa_id = NULL, updated_at = :now WHERE tenant_id = :tenant"
-        f" AND origin = 'highground' AND psa_id IS NOT NULL AND {absent}"
-    ), {"now": now, "tenant": tenant_id}).rowcount
-    all_columns = ("id", "tenant_id") + tuple(c for c in mapped if c != "id") + (
-        "content_hash", "created_at", "updated_at")
-    listed = ", ".join(all_columns)
+    listed = ", ".join(("id", "tenant_id", *(c for c in mapped if c != "id"), "content_hash", "created_at",
+                        "updated_at"))
     assignments = ", ".join(f"{c} = excluded.{c}" for c in mapped if c != "id")
     conn.execute(text(
         f"INSERT INTO {target} ({listed}, origin) SELECT {listed}, 'psa' FROM {tmp} WHERE true"
         f" ON CONFLICT (id) DO UPDATE SET {assignments}, content_hash = excluded.content_hash,"
         f" updated_at = excluded.updated_at, deleted_at = NULL"
-        f" WHERE {target}.content_hash {ne} excluded.content_hash OR {target}.deleted_at IS NOT NULL"
     ))
-    return LoadCounts(inserted=int(inserted), updated=int(updated), soft_deleted=soft_deleted, unlinked=unlinked)
 
 
 def _insert_categories(conn: Connection, tenant_id: str, rows: list[dict]) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select, text, update
 
-from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, distinct_from, qualified, temp_ref
+from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, distinct_from, index_temp, qualified, temp_ref
 from hg_pipeline.warehouse.tables import extract_cursors, quarantine, raw_records
 
 _COLUMNS = ("tenant_id", "entity", "psa_id", "payload", "record", "first_seen_at", "last_seen_at", "seen_run_id")
@@ -47,6 +47,7 @@ class RawStager:
         self.counts.received += copy_rows(self.conn, temp_ref(self.conn, self.temp), _COLUMNS, rows)
 
     def finish(self, *, full: bool) -> StageCounts:
+        index_temp(self.conn, self.temp, ("tenant_id", "entity", "psa_id"))
         conn, raw, tmp = self.conn, qualified(self.conn, raw_records), temp_ref(self.conn, self.temp)
         ne = distinct_from(conn)
         new, changed = conn.execute(text(
