@@ -8,13 +8,9 @@ cursor between ticks), so "none twice" is checked on Dagster's own cursors.
 from __future__ import annotations
 
 import re
-import socket
 import time
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
 
 import pytest
-from aiosmtpd.controller import Controller
 from dagster import DagsterEvent, DagsterEventType, build_sensor_context, instance_for_test
 from sqlalchemy import select
 
@@ -35,6 +31,7 @@ from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant
 from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
+from hg_pipeline_tests.smtp import closed_port, free_port, smtp_server  # noqa: F401  (fixtures)
 
 TENANT = "acme"
 RECIPIENT = "ops@acme.example"
@@ -46,48 +43,13 @@ RUN_SENSORS = (sync_started_sensor, sync_succeeded_sensor, sync_failed_sensor, s
 # --------------------------------------------------------------------------- fixtures
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler: refuses the first `fail_first` messages with a 451, keeps the rest."""
-
-    fail_first: int = 0
-    attempts: int = 0
-    envelopes: list = field(default_factory=list)
-
-    async def handle_DATA(self, server, session, envelope):
-        self.attempts += 1
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            return "451 4.3.0 Try again later"
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    @property
-    def messages(self):
-        return [message_from_bytes(e.original_content, policy=policy.default) for e in self.envelopes]
-
-    def subjects(self) -> list[str]:
-        return [m["Subject"] for m in self.messages]
-
-
 @pytest.fixture
-def mailbox(monkeypatch):
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
+def mailbox(smtp_server, monkeypatch):
+    """The SMTP server the sensors send to (through the HG_SMTP_* variables)."""
     monkeypatch.setenv("HG_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("HG_SMTP_PORT", str(controller.port))
+    monkeypatch.setenv("HG_SMTP_PORT", str(smtp_server.port))
     monkeypatch.setenv("HG_SMTP_FROM", "highground-sync@test.local")
-    try:
-        yield handler
-    finally:
-        controller.stop()
+    return smtp_server.handler
 
 
 @pytest.fixture
