@@ -10,6 +10,7 @@ extract stage: the MSP maps it, nothing loads it.
 
 
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from dagster import (
@@ -165,7 +166,10 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
     outcomes = Counter(d.outcome for d in result.decisions)
     total = len(result.decisions)
     pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
-    yield Output(result, metadata={
+    # Decisions are in mapping_decisions already; only the map stages downstream of this one
+    # need them, and pickling 100,000 of them between steps costs seconds.
+    passed_on = result if entity in MAP_INPUTS.values() else replace(result, decisions=[])
+    yield Output(passed_on, metadata={
         "tenant": tenant_id,
         "mapping_version": mapped.version,
         "records": total,
