@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, RecordError
-from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, REFERENCE_ENTITIES
+from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.checks import check_specs, run_checks
 from hg_pipeline.orchestration.mapping_stage import run_mapping
@@ -80,6 +80,7 @@ def extract_asset(entity: str) -> AssetsDefinition:
         now = datetime.now(timezone.utc)
         bad: list[tuple[str | None, str, dict | None]] = []
         seen: set[str] = set()
+        first: list[dict] = []  # a few normalized records for the UI
         try:
             with connector, engine.begin() as conn:
                 stager = RawStager(conn, tenant_id, entity, context.run_id, now)
@@ -97,6 +98,7 @@ def extract_asset(entity: str) -> AssetsDefinition:
                         seen.add(record["psa_id"])
                         good.append((record["psa_id"], payload, record))
                     stager.add(good)
+                    first.extend(record for _, _, record in good[: 5 - len(first)])
                 counts = stager.finish(full=since is None)
                 if since is not None:  # changes only came back: an id sweep finds what vanished
                     counts.vanished = mark_vanished(conn, tenant_id, entity, set(connector.iter_ids(entity)), now)
@@ -105,7 +107,6 @@ def extract_asset(entity: str) -> AssetsDefinition:
             raise _fail(tenant_id, f"extract {entity}", f"PSA unreachable at {tenant.base_url}: {exc}") from None
         except PsaError as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
-        reasons = Counter(reason.split(":")[0] for _, reason, _ in bad)
         return MaterializeResult(metadata={
             "tenant": tenant_id,
             "mode": "incremental" if since else "full",
@@ -114,7 +115,8 @@ def extract_asset(entity: str) -> AssetsDefinition:
             "changed": counts.changed,
             "vanished": counts.vanished,
             "quarantined": len(bad),
-            "quarantine_reasons": MetadataValue.json(dict(reasons.most_common(10))),
+            "quarantine_sample": MetadataValue.json([{"psa_id": i, "reason": r} for i, r, _ in bad[:10]]),
+            "preview": preview(first, NORMALIZED_FIELDS[entity]),
         })
 
     return _extract
