@@ -22,6 +22,7 @@ setup(
         "alembic>=1.13",
         "pyyaml>=6",
     ],
-    extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6"]},
+    # cryptography: the simulator's --tls certificate (pyconnectwise only speaks https)
+    extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6", "cryptography>=41"]},
     entry_points={"console_scripts": ["hg-pipeline=hg_pipeline.cli:main"]},
 )
