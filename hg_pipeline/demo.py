@@ -49,7 +49,7 @@ def run_demo(database_url: str, *, port: int = 8101) -> int:
         "To launch syncs from the UI, keep a simulator running in another terminal:\n"
         f"  .venv/bin/hg-pipeline simulate connectwise --port {port or 8101}\n"
         + "".join(f"  export {var}={DEMO_CREDENTIALS[key]}\n" for key, var in DEMO_ENV.items())
-        + "Then try: hg-pipeline mapping pending demo-msp, hg-pipeline mapping show demo-msp"
+        + "Then try: .venv/bin/hg-pipeline mapping pending demo-msp  (and: mapping show, mapping details)"
     )
     return 0
 
