@@ -132,7 +132,8 @@ class RunReport:
 
     @property
     def quarantined(self) -> int:
-        return sum(int(self.stage(f"{e}_raw").get("quarantined", 0)) for e in ALL_ENTITIES)
+        """Records quarantined by any stage: extract (bad records) and map (unknown company)."""
+        return sum(int(meta.get("quarantined", 0)) for meta in self.stages.values())
 
     @property
     def per_entity(self) -> dict[str, dict[str, int]]:
@@ -170,8 +171,7 @@ def read_run(instance: DagsterInstance, run_id: str) -> RunReport:
     story = read_events(events)
     failed = {e.step_key for e in events if e.event_type == DagsterEventType.STEP_FAILURE}
     return RunReport(
-        stages={name: {k: v for k, v in meta.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                for name, meta in story.stages.items()},
+        stages=story.numeric_stages(),
         failed_step=story.failed_step,
         reason=story.reason,
         other_failed_steps=len(failed - {story.failed_step}),

@@ -16,8 +16,10 @@ class RunStory:
     failed_step: str | None = None
     reason: str | None = None
 
-    def quarantined(self) -> int:
-        return sum(int(meta.get("quarantined", 0)) for meta in self.stages.values())
+    def numeric_stages(self) -> dict[str, dict[str, int | float]]:
+        """The counts of every stage (numbers only: no previews, no JSON), as sync_runs keeps them."""
+        return {name: {k: v for k, v in meta.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                for name, meta in self.stages.items()}
 
 
 def read_events(events: Iterable[DagsterEvent]) -> RunStory:

@@ -82,13 +82,11 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
                           (datetime.now(timezone.utc) - started).total_seconds(),
                           story.failed_step, story.reason, story.stages)
-    _finish(engine, sync_id, outcome)
+    _finish(engine, sync_id, outcome, story.numeric_stages())
     return outcome
 
 
-def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome) -> None:
-    summary = {name: {k: v for k, v in meta.items() if isinstance(v, (int, float))}
-               for name, meta in outcome.stages.items()}
+def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict) -> None:
     with engine.begin() as conn:
         conn.execute(update(sync_runs).where(sync_runs.c.id == sync_id).values(
             status="success" if outcome.success else "failure",

@@ -275,3 +275,11 @@ def test_failure_email_names_the_failing_expectation(pg_url, warehouse, tenant, 
     assert re.search(r"^Failing step: companies_mapped", text, re.M)
     reason = re.search(r"^Reason: (.+)$", text, re.M).group(1)
     assert "check valid on companies_mapped failed" in reason and "hg_type not in set" in reason
+
+
+def test_completed_email_counts_records_quarantined_at_extract_and_at_map():
+    from hg_pipeline.orchestration.notify import RunReport
+
+    report = RunReport(stages={"products_raw": {"quarantined": 1, "received": 60},
+                               "contacts_mapped": {"quarantined": 2, "mapped": 90}, "contacts": {"rows": 90}})
+    assert report.quarantined == 3
