@@ -1,6 +1,6 @@
 """Notification e-mails (spec §6): pure message builders and an SMTP sender that never raises."""
 
-from hg_pipeline.notifications.email import SmtpSettings, send
+from hg_pipeline.notifications.email import SmtpSecurityError, SmtpSettings, send
 from hg_pipeline.notifications.messages import (
     ready_to_map,
     redact,
@@ -10,6 +10,7 @@ from hg_pipeline.notifications.messages import (
 )
 
 __all__ = [
+    "SmtpSecurityError",
     "SmtpSettings",
     "ready_to_map",
     "redact",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
@@ -234,8 +234,7 @@ def smtp_settings(log) -> SmtpSettings | None:
     if settings is None:
         log.info("notification e-mail off: HG_SMTP_HOST is not set")
         return None
-    return SmtpSettings(host=settings.host, port=settings.port, sender=settings.sender,
-                        timeout=min(settings.timeout, SMTP_TIMEOUT_SECONDS))
+    return replace(settings, timeout=min(settings.timeout, SMTP_TIMEOUT_SECONDS))
 
 
 def _recipient(engine: Engine, tenant_id: str, log) -> Tenant | None:
