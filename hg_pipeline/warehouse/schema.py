@@ -16,16 +16,27 @@ from hg_pipeline.warehouse.tables import categories
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision and (re)load the global category tree."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` (the newest by default) and, at head, (re)load the
+    global category tree."""
+    _migrate(engine, command.upgrade, revision)
+    if revision == "head":
+        seed_global_categories(engine)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to `revision` ("base": no tables)."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step, revision: str) -> None:
     with engine.begin() as conn:
         if is_postgres(engine):
             conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-    seed_global_categories(engine)
+        step(config, revision)
 
 
 def is_current(engine: Engine) -> bool:

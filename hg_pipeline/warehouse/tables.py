@@ -87,6 +87,7 @@ mapping_versions = Table(
     Column("version", Integer, primary_key=True),
     Column("document", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("comment", String(200)),  # why this version exists: "rollback to version 2", "forced: ..."
 )
 
 # Staging: every PSA record as the PSA returned it (`payload`) and normalized
@@ -230,6 +231,7 @@ sync_runs = Table(
     Column("dagster_run_id", String(64), unique=True),
     Column("summary", Text),  # JSON: counts per entity
     Column("error", Text),
+    Column("mapping_version", Integer),  # the mapping version a successful full/remap/nightly run applied
 )
 
 LOADED_TABLES = {
