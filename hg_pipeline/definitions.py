@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from hg_pipeline.orchestration.assets import all_assets
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND
@@ -19,6 +19,9 @@ def build_definitions(resources: dict | None = None) -> Definitions:
         sensors=[tenant_partitions_sensor, mapping_change_sensor, *notification_sensors],
         schedules=[nightly_resync_schedule],
         resources=resources or default_resources(),
+        # One process per run, as the CLI runs: a process per step re-imports everything
+        # (about 10x slower for a small tenant), and the run-wide tenant lock lives in it.
+        executor=in_process_executor,
     )
 
 

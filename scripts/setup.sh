@@ -12,3 +12,5 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   touch "$stamp"
 fi
+# Dagster's own commands (dagster dev, dg dev, dg launch) read ./.env: same home as hg-pipeline.
+.venv/bin/python -m hg_pipeline.orchestration.home . >/dev/null

@@ -59,14 +59,13 @@ from hg_pipeline.notifications import (
     sync_failed,
     sync_overdue,
 )
-from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, TENANT_TAG
-from hg_pipeline.orchestration.outcomes import read_events
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND
+from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
+from hg_pipeline.orchestration.run_guard import is_alive, run_kind, run_tenant, sweep_abandoned
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant, TenantError, get_tenant
 
-PARTITION_TAG = "dagster/partition"
-KIND_BY_JOB = {job.name: kind for kind, job in JOBS_BY_KIND.items()}
 OVERDUE_HOURS_VAR = "HG_SYNC_OVERDUE_HOURS"
 DEFAULT_OVERDUE_HOURS = 8.0
 MAPPING_URL_VAR = "HG_MAPPING_URL"  # optional, e.g. https://app.example/msp/{tenant}/mapping
@@ -96,8 +95,7 @@ class SyncRun:
 
 def sync_run_of(instance: DagsterInstance, run: DagsterRun, record: RunRecord | None = None) -> SyncRun | None:
     """The sync `run` is, or None when it is not a tenant sync of this pipeline."""
-    kind = run.tags.get(KIND_TAG) or KIND_BY_JOB.get(run.job_name)
-    tenant_id = run.tags.get(TENANT_TAG) or run.tags.get(PARTITION_TAG)
+    kind, tenant_id = run_kind(run), run_tenant(run)
     if kind not in JOBS_BY_KIND or not tenant_id:
         return None
     record = record or instance.get_run_record_by_id(run.run_id)
@@ -197,6 +195,8 @@ def record_sync_run(engine: Engine, sync: SyncRun, status: str, *, summary: dict
         values["finished_at"] = sync.finished_at or datetime.now(timezone.utc)
         values["summary"] = json.dumps(summary or {})
         values["error"] = error
+        if status == "success":
+            values["mapping_version"] = applied_mapping_version(sync.kind, summary or {})
     with engine.begin() as conn:
         row = conn.execute(select(sync_runs.c.id, sync_runs.c.status).where(
             sync_runs.c.dagster_run_id == sync.run_id)).first()
@@ -308,8 +308,10 @@ def sync_succeeded_sensor(context: RunStatusSensorContext, warehouse: WarehouseR
 
     def build(tenant: Tenant, settings: SmtpSettings):
         if sync.kind == "initial":
+            worklist = report.stage("mapping_worklist")  # what no rule covers yet, when the run made it
+            waiting = {key: int(worklist[key]) for key in ("types_waiting", "records_waiting") if key in worklist}
             return ready_to_map(tenant.tenant_id, tenant.name, report.received, mapping_hint(tenant.tenant_id),
-                                sender=settings.sender, to=tenant.notify_email)
+                                sender=settings.sender, to=tenant.notify_email, **waiting)
         return sync_completed(tenant.tenant_id, tenant.name, sync.kind, report.per_entity, report.quarantined,
                               sync.seconds, sender=settings.sender, to=tenant.notify_email)
 
@@ -378,6 +380,8 @@ def sync_overdue_sensor(context: SensorEvaluationContext, warehouse: WarehouseRe
         sync = sync_run_of(context.instance, run, record)
         if sync is None or sync.started_at is None or now - sync.started_at < timedelta(hours=hours):
             continue
+        if not is_alive(engine, run.run_id):  # dead, not slow: `abandoned_runs` fails it instead
+            continue
 
         def build(tenant: Tenant, settings: SmtpSettings, sync=sync):
             return sync_overdue(tenant.tenant_id, tenant.name, sync.kind, sync.started_at, hours,
@@ -392,5 +396,13 @@ def sync_overdue_sensor(context: SensorEvaluationContext, warehouse: WarehouseRe
     return SkipReason(f"told the tenants about {len(newly_told)} overdue sync run(s): {', '.join(newly_told)}")
 
 
+@sensor(name="abandoned_runs", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="Marks failed (reason: abandoned) every sync whose process died; the failure e-mail follows.")
+def abandoned_runs_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    gone = sweep_abandoned(context.instance, warehouse.engine(), log=context.log)
+    return SkipReason(f"marked {len(gone)} abandoned sync run(s) failed: {', '.join(gone)}" if gone
+                      else "no abandoned sync run")
+
+
 notification_sensors = [sync_started_sensor, sync_succeeded_sensor, sync_failed_sensor, sync_canceled_sensor,
-                        sync_overdue_sensor]
+                        sync_overdue_sensor, abandoned_runs_sensor]

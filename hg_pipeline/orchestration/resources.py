@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from hg_pipeline.connectors import build_connector
@@ -14,12 +15,33 @@ from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant
 
 
 class WarehouseResource(ConfigurableResource):
-    """The warehouse: a SQLAlchemy URL (PostgreSQL with psycopg 3, or SQLite)."""
+    """The warehouse: a SQLAlchemy URL (PostgreSQL with psycopg 3, or SQLite).
+
+    Inside a run it also guards the tenant (orchestration/run_guard.py): the run holds the
+    tenant's sync lock, waiting at most `lock_wait_seconds` for another sync of the tenant
+    to end, and carries its tags and sync_runs row. Sensors and schedules use it unguarded.
+    """
 
     database_url: str
+    lock_wait_seconds: float = 30.0
+    _hold: object = PrivateAttr(default=None)
 
     def engine(self) -> Engine:
         return db.connect(self.database_url)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if context.dagster_run is None or context.instance is None:
+            return
+        from hg_pipeline.orchestration.run_guard import enter_run
+
+        self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
+                               wait_seconds=self.lock_wait_seconds)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        from hg_pipeline.orchestration.run_guard import leave_run
+
+        leave_run(self.engine(), self._hold)
+        self._hold = None
 
 
 class PsaResource(ConfigurableResource):
@@ -30,6 +52,8 @@ class PsaResource(ConfigurableResource):
     requests_per_second: float | None = None
     max_retries: int = 5
     timeout_seconds: float = 30
+    # the most one PSA request may take, connect to last body byte (a slow drip included)
+    request_deadline_seconds: float = 120
 
     def connector_for(self, tenant: Tenant):
         credentials = resolve_credentials(tenant.credentials, CREDENTIAL_KEYS[tenant.source])
@@ -42,6 +66,7 @@ class PsaResource(ConfigurableResource):
             requests_per_second=self.requests_per_second,
             max_retries=self.max_retries,
             timeout=self.timeout_seconds,
+            deadline=self.request_deadline_seconds,
         )
 
 
@@ -50,6 +75,7 @@ PSA_SETTINGS = {
     "max_retries": ("HG_PSA_MAX_RETRIES", int),
     "concurrency": ("HG_PSA_CONCURRENCY", int),
     "requests_per_second": ("HG_PSA_REQUESTS_PER_SECOND", float),
+    "request_deadline_seconds": ("HG_PSA_REQUEST_DEADLINE", float),
 }
 
 
@@ -59,10 +85,19 @@ def psa_resource() -> PsaResource:
                           if os.environ.get(var)})
 
 
+LOCK_WAIT_VAR = "HG_TENANT_LOCK_WAIT_SECONDS"
+
+
+def warehouse_resource(database_url: str | EnvVar) -> WarehouseResource:
+    """WarehouseResource with HG_TENANT_LOCK_WAIT_SECONDS when it is set."""
+    wait = os.environ.get(LOCK_WAIT_VAR, "").strip()
+    return WarehouseResource(database_url=database_url, **({"lock_wait_seconds": float(wait)} if wait else {}))
+
+
 def default_resources() -> dict[str, ConfigurableResource]:
     """Production reads HG_DATABASE_URL; without it the embedded SQLite file is used."""
     if os.environ.get("HG_DATABASE_URL"):
-        warehouse = WarehouseResource(database_url=EnvVar("HG_DATABASE_URL"))
+        warehouse = warehouse_resource(EnvVar("HG_DATABASE_URL"))
     else:
-        warehouse = WarehouseResource(database_url=db.default_database_url())
+        warehouse = warehouse_resource(db.default_database_url())
     return {"warehouse": warehouse, "psa": psa_resource()}

@@ -5,25 +5,20 @@ from __future__ import annotations
 import json
 import os
 import uuid
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from dagster import DagsterInstance
 from sqlalchemy import Engine, update
 
+from hg_pipeline.orchestration.home import dagster_instance
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, NIGHTLY_OPS_CONFIG, sync_tags
-from hg_pipeline.orchestration.outcomes import read_events
+from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
-from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource, psa_resource
-from hg_pipeline.warehouse import db
+from hg_pipeline.orchestration.resources import PsaResource, psa_resource, warehouse_resource
+from hg_pipeline.warehouse import db, locks
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import get_tenant
-
-DEFAULT_DAGSTER_HOME = Path(".hg") / "dagster"
-INSTANCE_TEMPLATE = Path(__file__).resolve().parents[2] / "dagster.yaml"
-
 
 @dataclass
 class SyncOutcome:
@@ -35,17 +30,6 @@ class SyncOutcome:
     failed_step: str | None = None
     reason: str | None = None
     stages: dict[str, dict] = field(default_factory=dict)  # asset name -> materialization metadata
-
-
-def dagster_instance() -> DagsterInstance:
-    """The instance of $DAGSTER_HOME, or of ./.hg/dagster so that `dagster dev` shows CLI runs."""
-    if not os.environ.get("DAGSTER_HOME"):
-        home = DEFAULT_DAGSTER_HOME.resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        if INSTANCE_TEMPLATE.exists():  # refreshed, so a new release's settings reach old homes
-            shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
-        os.environ["DAGSTER_HOME"] = str(home)
-    return DagsterInstance.get()
 
 
 def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterInstance | None = None,
@@ -63,26 +47,28 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     engine = db.connect(database_url)
     if not instance.has_dynamic_partition(tenants_partitions.name, tenant_id):
         instance.add_dynamic_partitions(tenants_partitions.name, [tenant_id])
-    defs = build_definitions({"warehouse": WarehouseResource(database_url=database_url), "psa": psa or psa_resource()})
+    defs = build_definitions({"warehouse": warehouse_resource(database_url), "psa": psa or psa_resource()})
     job = defs.resolve_job_def(JOBS_BY_KIND[kind].name)
     started = datetime.now(timezone.utc)
     run_id = str(uuid.uuid4())
-    with engine.begin() as conn:  # the row names the run from the start, so sensors find it
-        sync_id = conn.execute(sync_runs.insert().values(
-            tenant_id=tenant_id, kind=kind, status="running", started_at=started,
-            dagster_run_id=run_id)).inserted_primary_key[0]
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if kind == "nightly":
         run_config["ops"] = NIGHTLY_OPS_CONFIG
-    result = job.execute_in_process(
-        run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
-        run_id=run_id, tags=sync_tags(tenant, kind),
-    )
-    story = read_events(result.all_events)
-    outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
-                          (datetime.now(timezone.utc) - started).total_seconds(),
-                          story.failed_step, story.reason, story.stages)
-    _finish(engine, sync_id, outcome, story.numeric_stages())
+    # Alive from before its row exists, so no sensor can take the row for a dead run's.
+    with locks.held(engine, locks.run_alive_name(run_id)):
+        with engine.begin() as conn:  # the row names the run from the start, so sensors find it
+            sync_id = conn.execute(sync_runs.insert().values(
+                tenant_id=tenant_id, kind=kind, status="running", started_at=started,
+                dagster_run_id=run_id)).inserted_primary_key[0]
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
+            run_id=run_id, tags=sync_tags(tenant, kind),
+        )
+        story = read_events(result.all_events)
+        outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
+                              (datetime.now(timezone.utc) - started).total_seconds(),
+                              story.failed_step, story.reason, story.stages)
+        _finish(engine, sync_id, outcome, story.numeric_stages())
     return outcome
 
 
@@ -92,5 +78,6 @@ def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict) -
             status="success" if outcome.success else "failure",
             finished_at=datetime.now(timezone.utc),
             summary=json.dumps(summary),
-            error=None if outcome.success else f"{outcome.failed_step}: {outcome.reason}",
+            mapping_version=applied_mapping_version(outcome.kind, summary) if outcome.success else None,
+            error=None if outcome.success else f"{outcome.failed_step or 'run'}: {outcome.reason}",
         ))

@@ -1,5 +1,7 @@
 """Sensors: tenants become partitions (and get their initial sync); a new mapping version
-launches that tenant's remap."""
+launches that tenant's remap. Both skip what is already done: no initial sync for a tenant
+whose reference data a sync (CLI, demo, UI) already brought, no remap of a version a sync
+already applied."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.mappings import latest_versions
 from hg_pipeline.warehouse.staging import has_staged_records
+from hg_pipeline.warehouse.sync_history import applied_versions, tenants_with_reference_data
 from hg_pipeline.warehouse.tenants import list_tenants
 
 
@@ -31,11 +34,13 @@ from hg_pipeline.warehouse.tenants import list_tenants
 )
 def tenant_partitions_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
     seen = set(json.loads(context.cursor or "[]"))
-    tenants = {tenant.tenant_id: tenant for tenant in list_tenants(warehouse.engine())}
+    engine = warehouse.engine()
+    tenants = {tenant.tenant_id: tenant for tenant in list_tenants(engine)}
     tenant_ids = list(tenants)
     existing = set(context.instance.get_dynamic_partitions(tenants_partitions.name))
     missing = [t for t in tenant_ids if t not in existing]
-    fresh = [t for t in tenant_ids if t not in seen]
+    synced = tenants_with_reference_data(engine)  # e.g. by `hg-pipeline sync` or the demo
+    fresh = [t for t in tenant_ids if t not in seen and t not in synced]
     if not missing and not fresh:
         return SkipReason(f"{len(tenant_ids)} tenant(s), all known")
     context.update_cursor(json.dumps(sorted(seen | set(tenant_ids))))
@@ -60,10 +65,11 @@ def mapping_change_sensor(context: SensorEvaluationContext, warehouse: Warehouse
     handled = json.loads(context.cursor or "{}")
     versions = latest_versions(engine)
     partitions = set(context.instance.get_dynamic_partitions(tenants_partitions.name))
+    applied = applied_versions(engine)  # by a full sync, remap or nightly resync, whoever ran it
     requests = [
         RunRequest(partition_key=t, run_key=f"remap-{t}-v{v}", tags={TENANT_TAG: t, KIND_TAG: "remap"})
         for t, v in sorted(versions.items())
-        if handled.get(t) != v and t in partitions and has_staged_records(engine, t)
+        if handled.get(t) != v and applied.get(t, 0) < v and t in partitions and has_staged_records(engine, t)
     ]
     context.update_cursor(json.dumps(versions, sort_keys=True))
     return requests or SkipReason("no new mapping version with staged data")

@@ -27,6 +27,7 @@ from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
 from hg_pipeline.simulators.datasets import generate
+from hg_pipeline.warehouse import db, locks
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant
@@ -125,6 +126,11 @@ def test_each_email_arrives_once_with_its_content(pg_url, warehouse, tenant, ins
     assert re.search(r"^companies\s+40$", body(ready), re.M)
     assert re.search(r"^members\s+12$", body(ready), re.M)
     assert "hg-pipeline mapping pending acme" in body(ready)
+    worklist = initial.stages["mapping_worklist"]  # what no rule covers yet, read from the run's metadata
+    assert worklist["types_waiting"] > 0 and worklist["records_waiting"] > 0
+    assert (f"{worklist['types_waiting']} types and categories and {worklist['records_waiting']:,} records wait "
+            "for a decision.") in body(ready)
+    assert "hg-pipeline mapping template acme" in body(ready)
 
     store_mapping(warehouse, tenant, default_document())
     full = run_sync(pg_url, tenant, "full", instance=instance)
@@ -177,13 +183,21 @@ def test_overdue_email_once_per_run(pg_url, tenant, instance, mailbox, monkeypat
     instance.report_dagster_event(
         DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id)
 
+    engine = db.connect(pg_url)
+    alive = locks.run_alive_name(run.run_id)
+    locks.acquire(engine, alive)  # the run's process is alive (a run worker holds this lock)
     daemon.tick(sync_overdue_sensor)  # 8 hours by default: not overdue yet
     assert mailbox.messages == []
 
     monkeypatch.setenv("HG_SYNC_OVERDUE_HOURS", "0.0001")  # 0.36 s
     time.sleep(0.5)
+    locks.release(engine, alive)  # a dead run is not overdue: `abandoned_runs` fails it instead
+    daemon.tick(sync_overdue_sensor)
+    assert mailbox.messages == []
+    locks.acquire(engine, alive)
     daemon.tick(sync_overdue_sensor)
     daemon.tick(sync_overdue_sensor)
+    locks.release(engine, alive)
     assert mailbox.subjects() == ["[HighGround] Acme IT (acme): nightly sync overdue"]
     assert "running for more than 0.0001 hours" in body(mailbox.messages[0])
     assert mailbox.messages[0]["To"] == RECIPIENT

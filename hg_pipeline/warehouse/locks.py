@@ -1,0 +1,150 @@
+"""Locks that live exactly as long as the process holding them.
+
+Two kinds, both released by the operating system or PostgreSQL when the holder dies
+(SIGKILL, machine loss), so no lock outlives its run:
+
+* the **tenant lock**: one sync per tenant at a time, whoever launched it;
+* the **run-alive lock**: held by a running sync for its whole life; a `sync_runs` row
+  still `running` whose run-alive lock is free belongs to a dead process (abandoned).
+
+PostgreSQL: session advisory locks on a dedicated connection (key = 64 bits of a SHA-256
+of the name). SQLite: `flock` on a file beside the database (`<db>.locks/`).
+
+A name is held at most once per process: taking it again in the same process (the CLI
+holds a run's alive lock and the run's resource asks for it too) only counts a reference.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+_held: dict[tuple[str, str], list] = {}  # (database url, name) -> [handle, references]
+_guard = threading.Lock()
+
+
+def tenant_lock_name(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}"
+
+
+def run_alive_name(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+class LockBusy(Exception):
+    """The lock is held by another process."""
+
+
+def _key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_dir(engine: Engine) -> Path:
+    database = make_url(str(engine.url)).database
+    if not database or database == ":memory:":
+        folder = Path(tempfile.gettempdir()) / "hg-pipeline-locks"
+    else:
+        folder = Path(f"{os.path.abspath(database)}.locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _lock_file(engine: Engine, name: str) -> Path:
+    safe = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return _lock_dir(engine) / f"{name.split(':', 1)[0]}-{safe}.lock"
+
+
+def _try_take(engine: Engine, name: str):
+    """A handle holding `name`, or None when another process holds it."""
+    if engine.dialect.name == "postgresql":
+        conn = engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _key(name)}).scalar()
+            conn.commit()
+        except Exception:
+            conn.close()
+            raise
+        if got:
+            return conn
+        conn.close()
+        return None
+    fd = os.open(_lock_file(engine, name), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release(engine: Engine, name: str, handle) -> None:
+    if engine.dialect.name == "postgresql":
+        try:
+            handle.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
+            handle.commit()
+        finally:
+            handle.close()  # closing the session releases it anyway
+    else:
+        os.close(handle)  # closing the descriptor releases the flock
+
+
+def acquire(engine: Engine, name: str, *, wait_seconds: float = 0.0, poll_seconds: float = 0.5) -> None:
+    """Take `name`, waiting up to `wait_seconds`; LockBusy when another process keeps it."""
+    ident = (str(engine.url), name)
+    with _guard:
+        if ident in _held:
+            _held[ident][1] += 1
+            return
+    deadline = time.monotonic() + max(0.0, wait_seconds)
+    while True:
+        handle = _try_take(engine, name)
+        if handle is not None:
+            with _guard:
+                _held[ident] = [handle, 1]
+            return
+        if time.monotonic() >= deadline:
+            raise LockBusy(name)
+        time.sleep(min(poll_seconds, max(0.01, deadline - time.monotonic())))
+
+
+def release(engine: Engine, name: str) -> None:
+    ident = (str(engine.url), name)
+    with _guard:
+        entry = _held.get(ident)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _held[ident]
+    _release(engine, name, entry[0])
+
+
+@contextmanager
+def held(engine: Engine, name: str, *, wait_seconds: float = 0.0):
+    acquire(engine, name, wait_seconds=wait_seconds)
+    try:
+        yield
+    finally:
+        release(engine, name)
+
+
+def is_held_elsewhere(engine: Engine, name: str) -> bool:
+    """True when some other process holds `name` (this process's own locks count as held)."""
+    with _guard:
+        if (str(engine.url), name) in _held:
+            return True
+    handle = _try_take(engine, name)
+    if handle is None:
+        return True
+    _release(engine, name, handle)
+    return False
