@@ -24,7 +24,7 @@ def build_connector(source: str, base_url: str, credentials: dict[str, str], **o
     """The connector for `source`, given resolved (plain) credentials.
 
     `options` go to the connector: page_size, concurrency, requests_per_second,
-    max_retries, timeout, backoff, max_wait, since_inclusive.
+    max_retries, timeout, deadline, backoff, max_wait, since_inclusive.
     """
     if source == "connectwise":
         return ConnectWiseConnector(base_url, credentials, **options)

@@ -22,6 +22,8 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from hg_pipeline.connectors.http import (
+    DEFAULT_DEADLINE,
+    Abandon,
     PsaAuthError,
     PsaError,
     PsaHttp,
@@ -83,6 +85,7 @@ class ConnectWiseConnector:
         requests_per_second: float | None = None,
         max_retries: int = 5,
         timeout: float = 30,
+        deadline: float = DEFAULT_DEADLINE,
         backoff: float = 0.5,
         max_wait: float = 60.0,
         since_inclusive: bool = False,
@@ -111,6 +114,7 @@ class ConnectWiseConnector:
             backoff=backoff,
             max_wait=max_wait,
             timeout=timeout,
+            deadline=deadline,
             pool_size=concurrency + 2,
             rate_limiter=RateLimiter(requests_per_second),
         )
@@ -200,28 +204,34 @@ class ConnectWiseConnector:
             yield from self._follow_links(following)
 
     def _fetch_concurrently(self, url: str, params: Mapping[str, object], pages: int):
-        """(records, next request or None) of pages 1..pages, in order, `concurrency` at a time."""
+        """(records, next request or None) of pages 1..pages, in order, `concurrency` at a time.
+
+        When a page fails (or the consumer stops), the pages still in flight are abandoned and
+        their threads are gone before the error propagates.
+        """
         if pages == 1 or self.concurrency == 1:
             for page in range(1, pages + 1):
                 yield self._page(url, {**params, "page": page})
             return
         executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cw-page")
         in_flight: deque[Future] = deque()
+        abandon = Abandon()
         try:
             next_page = 1
             while next_page <= pages or in_flight:
                 while next_page <= pages and len(in_flight) < self.concurrency:
-                    in_flight.append(executor.submit(self._page, url, {**params, "page": next_page}))
+                    in_flight.append(executor.submit(self._page, url, {**params, "page": next_page}, abandon))
                     next_page += 1
                 yield in_flight.popleft().result()
         finally:
+            abandon()
             for future in in_flight:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _page(self, url: str, params: Mapping[str, object] | None):
+    def _page(self, url: str, params: Mapping[str, object] | None, abandon: Abandon | None = None):
         """(records, the request for the next page or None) of one page."""
-        body, headers = self.http.get_json(url, params)
+        body, headers = self.http.get_json(url, params, abandon=abandon)
         if not isinstance(body, list):
             path = urlsplit(url).path
             raise PsaError(f"GET {path}: expected a JSON list of records", status=200, url_path=path)

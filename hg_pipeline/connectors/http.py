@@ -1,4 +1,4 @@
-"""The HTTP core every PSA connector shares: pooled session, retries, rate limit, errors.
+"""The HTTP core every PSA connector shares: pooled session, retries, deadlines, rate limit, errors.
 
 Nothing here knows a vendor. Errors carry the status and the URL path (no query, no
 headers) and never a credential: values passed as `secrets` are scrubbed from messages.
@@ -6,21 +6,27 @@ headers) and never a credential: values passed as `secrets` are scrubbed from me
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from http.client import IncompleteRead  # urllib3's own IncompleteRead derives from it
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import DecodeError, HTTPError, ReadTimeoutError
 
 log = logging.getLogger("hg_pipeline.connectors")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_DEADLINE = 120.0  # seconds one request may take, from connect to its body's last byte
+_CHUNK = 64 * 1024
 
 
 class PsaError(Exception):
@@ -38,7 +44,58 @@ class PsaAuthError(PsaError):
 
 
 class PsaUnreachable(PsaError):
-    """No answer from the PSA (connection refused, DNS, timeouts) after the retries."""
+    """No answer from the PSA (connection refused, DNS, timeouts, the deadline) after the retries."""
+
+
+class _Retry(Exception):
+    """One attempt failed in a way another attempt may cure: `reason` goes into the final
+    message, `unreachable` picks PsaUnreachable over PsaError, `details` follows the attempts."""
+
+    def __init__(self, reason: str, *, unreachable: bool = False, status: int | None = None,
+                 retry_after: float | None = None, details: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unreachable = unreachable
+        self.status = status
+        self.retry_after = retry_after
+        self.details = details
+
+
+class Abandon:
+    """Lets one thread give up on the requests other threads make with it (`abandon()`): they
+    stop before their next attempt or body chunk, and a body read already waiting ends at once.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._bodies: set = set()  # urllib3 responses being read
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._event.set()
+            bodies = list(self._bodies)
+        for raw in bodies:
+            try:
+                raw.shutdown()  # a blocked read of this body returns now
+            except (OSError, RuntimeError, ValueError):  # already read, released or closed
+                pass
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    @contextmanager
+    def reading(self, raw) -> Iterator[None]:
+        with self._lock:
+            self._bodies.add(raw)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._bodies.discard(raw)
 
 
 class RateLimiter:
@@ -89,12 +146,19 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class PsaHttp:
-    """GETs JSON from one PSA with pooling, retries and a rate limit.
+    """GETs JSON from one PSA with pooling, retries, a deadline per request and a rate limit.
 
-    - retried: connection errors, timeouts, 429, 500/502/503/504 and unreadable JSON, up to
-      `max_retries` times, waiting `Retry-After` when given (capped at `max_wait`) or else
-      `backoff * 2**attempt` with jitter (also capped);
-    - not retried: other 4xx (401/403 raise PsaAuthError at once).
+    - every request (one attempt) has `deadline` seconds from connect to the last byte of its
+      body: the body is streamed in chunks and abandoned when the deadline passes, and no
+      connect or read timeout is longer than the time left, so a server that sends its body
+      one byte at a time cannot hold a sync (headers are bounded per read only);
+    - retried: connection errors, timeouts, the deadline, 429, 500/502/503/504, a body cut off
+      or reset mid-transfer and a body that cannot be decoded (Content-Encoding, UTF-8,
+      JSON), up to `max_retries` times, waiting `Retry-After` when given (capped at
+      `max_wait`) or else `backoff * 2**attempt` with jitter (also capped);
+    - not retried: other 4xx (401/403 raise PsaAuthError at once);
+    - given up: PsaUnreachable when no answer came in time (connection, timeouts, deadline),
+      PsaError otherwise, with one line naming the method, the path and the last reason.
     """
 
     def __init__(
@@ -108,14 +172,18 @@ class PsaHttp:
         backoff: float = 0.5,
         max_wait: float = 60.0,
         timeout: float = 30.0,
+        deadline: float = DEFAULT_DEADLINE,
         pool_size: int = 10,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
+        if deadline <= 0:
+            raise ValueError("the request deadline must be positive")
         self.base_url = base_url.rstrip("/") + "/"
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
         self.timeout = timeout
+        self.deadline = deadline
         self.rate_limiter = rate_limiter or RateLimiter(None)
         self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
         self._jitter = random.Random()
@@ -135,80 +203,162 @@ class PsaHttp:
         return urljoin(self.base_url, path.lstrip("/")) if "://" not in path else path
 
     def get_json(
-        self, path: str, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None
+        self, path: str, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None,
+        *, abandon: Abandon | None = None,
     ) -> tuple[object, Mapping[str, str]]:
-        """(decoded JSON body, response headers) of GET `path`."""
+        """(decoded JSON body, response headers) of GET `path`.
+
+        `abandon`: called by another thread to give up on this request (it then raises PsaError).
+        """
         url = self.url(path)
         url_path = self.scrub(urlsplit(url).path)
         attempt = 0
         while True:
+            self._check(abandon, url_path)
             self.rate_limiter.acquire()
             try:
-                response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as error:
-                reason = "timed out" if isinstance(error, requests.Timeout) else "connection failed"
+                return self._attempt(url, url_path, params, headers, abandon)
+            except _Retry as failure:
+                self._check(abandon, url_path)  # an abandoned body breaks too: not the PSA's doing
                 if attempt >= self.max_retries:
-                    raise PsaUnreachable(
-                        f"GET {url_path}: {reason} after {attempt + 1} attempts ({type(error).__name__})",
-                        url_path=url_path,
-                    ) from None
-                attempt = self._pause(attempt, None, f"{reason} ({type(error).__name__})", url_path)
-                continue
+                    error = PsaUnreachable if failure.unreachable else PsaError
+                    details = f": {failure.details}" if failure.details else ""
+                    raise error(f"GET {url_path}: {failure.reason} after {attempt + 1} attempts{details}",
+                                status=failure.status, url_path=url_path) from None
+                attempt = self._pause(attempt, failure.retry_after, failure.reason, url_path, abandon)
+
+    def _attempt(self, url: str, url_path: str, params, headers, abandon) -> tuple[object, Mapping[str, str]]:
+        """One request within the deadline; raises _Retry for what another attempt may cure."""
+        deadline_at = time.monotonic() + self.deadline
+        timeout = min(self.timeout, self.deadline)
+        try:
+            response = self.session.get(url, params=params, headers=headers, timeout=(timeout, timeout), stream=True)
+        except requests.Timeout as error:
+            reason = self._deadline_passed() if self.deadline < self.timeout else "timed out"
+            raise _Retry(f"{reason} ({type(error).__name__})", unreachable=True) from None
+        except requests.ConnectionError as error:
+            raise _Retry(f"connection failed ({type(error).__name__})", unreachable=True) from None
+        except requests.RequestException as error:
+            raise PsaError(f"GET {url_path}: request failed ({type(error).__name__})", url_path=url_path) from None
+        with response:
             status = response.status_code
+            try:
+                data = self._read_body(response, deadline_at, abandon, url_path)
+            except _Retry:
+                if status < 400:
+                    raise
+                data = b""  # an error answer is judged by its status; its body only adds details
             if status in (401, 403):
                 raise PsaAuthError(
-                    f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(response)}",
+                    f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
                     status=status, url_path=url_path,
                 )
             if status in RETRY_STATUSES:
-                if attempt >= self.max_retries:
-                    raise PsaError(
-                        f"GET {url_path}: HTTP {status} {response.reason or ''} after {attempt + 1} attempts: "
-                        f"{self._vendor_message(response)}",
-                        status=status, url_path=url_path,
-                    )
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                response.close()
-                attempt = self._pause(attempt, retry_after, f"HTTP {status}", url_path)
-                continue
+                raise _Retry(f"HTTP {status} {response.reason or ''}".strip(), status=status,
+                             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                             details=self._vendor_message(data))
             if status >= 400:
                 raise PsaError(
-                    f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(response)}",
+                    f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
                     status=status, url_path=url_path,
                 )
             try:
-                body = response.json()
+                return json.loads(data), response.headers
+            except UnicodeDecodeError:
+                raise _Retry("body is not valid UTF-8", status=status) from None
             except ValueError:
-                if attempt >= self.max_retries:
-                    raise PsaError(f"GET {url_path}: HTTP {status} but the body is not JSON",
-                                   status=status, url_path=url_path) from None
-                attempt = self._pause(attempt, None, "body is not JSON", url_path)
-                continue
-            return body, response.headers
+                raise _Retry("body is not JSON", status=status) from None
 
-    def _pause(self, attempt: int, retry_after: float | None, reason: str, url_path: str) -> int:
+    def _read_body(self, response: requests.Response, deadline_at: float, abandon, url_path: str) -> bytes:
+        """The whole body, read as it arrives; every read waits at most the time left."""
+        raw = response.raw
+        expected = _content_length(response)
+        chunks: list[bytes] = []
+        with abandon.reading(raw) if abandon is not None else nullcontext():
+            while True:
+                self._check(abandon, url_path)
+                left = deadline_at - time.monotonic()
+                if left <= 0:
+                    raise _Retry(self._deadline_passed(), unreachable=True)
+                _set_read_timeout(raw, min(self.timeout, left))
+                try:
+                    chunk = raw.read1(_CHUNK, decode_content=True)
+                except ReadTimeoutError:
+                    reason = self._deadline_passed() if left < self.timeout else "timed out mid-body"
+                    raise _Retry(f"{reason} ({_got(raw, expected)})", unreachable=True) from None
+                except DecodeError:
+                    encoding = response.headers.get("Content-Encoding", "?")
+                    raise _Retry(f"body cannot be decoded (Content-Encoding {encoding})",
+                                 status=response.status_code) from None
+                except (HTTPError, OSError) as error:
+                    raise _Retry(_broken(error, raw, expected), status=response.status_code) from None
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+
+    def _deadline_passed(self) -> str:
+        return f"no complete answer within the {self.deadline:g} s deadline"
+
+    @staticmethod
+    def _check(abandon: Abandon | None, url_path: str) -> None:
+        if abandon is not None and abandon.is_set():
+            raise PsaError(f"GET {url_path}: abandoned", url_path=url_path)
+
+    def _pause(self, attempt: int, retry_after: float | None, reason: str, url_path: str,
+               abandon: Abandon | None = None) -> int:
         if retry_after is not None:
             wait = min(retry_after, self.max_wait) + self._jitter.uniform(0, 0.1)
         else:
             wait = min(self.backoff * (2 ** attempt), self.max_wait) * self._jitter.uniform(0.5, 1.0)
         log.warning("GET %s: %s; retry %d of %d in %.2f s%s", url_path, reason, attempt + 1, self.max_retries,
                     wait, " (Retry-After)" if retry_after is not None else "")
-        time.sleep(wait)
+        if abandon is None:
+            time.sleep(wait)
+        elif abandon.wait(wait):
+            self._check(abandon, url_path)
         return attempt + 1
 
-    def _vendor_message(self, response: requests.Response) -> str:
+    def _vendor_message(self, data: bytes) -> str:
         try:
-            body = response.json()
+            body = json.loads(data)
             message = body.get("message") if isinstance(body, dict) else None
         except ValueError:
             message = None
-        message = str(message or response.text or "no details")[:300]
+        message = str(message or data.decode("utf-8", "replace") or "no details")[:300]
         return self.scrub(message)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return " ".join(text.split())
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _set_read_timeout(raw, seconds: float) -> None:
+    """Bound the next read of a streamed body (urllib3 sets the socket timeout once per request)."""
+    sock = getattr(raw.connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _got(raw, expected: int | None) -> str:
+    return f"got {raw.tell()} of {expected} bytes" if expected is not None else f"got {raw.tell()} bytes"
+
+
+def _broken(error: Exception, raw, expected: int | None) -> str:
+    """Why a body stopped early: cut off (the server closed) or reset (the connection was torn)."""
+    causes = [error, *error.args, error.__cause__, error.__context__]
+    if any(isinstance(cause, ConnectionResetError) for cause in causes):
+        return f"connection reset mid-body ({_got(raw, expected)})"
+    if any(isinstance(cause, IncompleteRead) for cause in causes):
+        return f"body cut off mid-transfer ({_got(raw, expected)})"
+    return f"connection broken mid-body ({_got(raw, expected)}; {type(error).__name__})"
 
 
 def utc_text(moment: datetime) -> str:

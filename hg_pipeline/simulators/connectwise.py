@@ -18,7 +18,11 @@ between requests):
 - `.../count` siblings answer `{"count": n}` for the same conditions;
 - `GET /login/companyinfo/{companyId}` (no auth) tells the codebase, like the vendor;
 - misbehaviour on demand: `fail_next(n, status)` and `rate_limit = (max_requests,
-  window_seconds)` (beyond it: `429` with an integer `Retry-After`).
+  window_seconds)` (beyond it: `429` with an integer `Retry-After`);
+- broken transfers on demand: `break_transfers(mode, path=..., page=..., first=K)` spoils the
+  bodies of the first K requests of a path (or of every one until `mend_transfers()`): a body
+  cut off before its Content-Length, a connection reset (RST) mid-body, a body dripped one
+  byte at a time, or a body that cannot be decoded (bad gzip, bad UTF-8, bad JSON).
 
 With `tls=True` it serves HTTPS with a throw-away self-signed certificate for 127.0.0.1
 (`ca_file` is its path): that is how the vendor's own client, pyconnectwise, which
@@ -35,12 +39,14 @@ import os
 import re
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
 import time
 from bisect import bisect_right
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import itemgetter
@@ -218,6 +224,33 @@ class _Gate:
                                f"Simulated failure (HTTP {status})", headers)
 
 
+# Transfer faults: how the body of an answer is spoiled (see `ConnectWiseSimulator.break_transfers`).
+TRANSFER_FAULTS = ("cut_body", "reset_mid_body", "drip", "bad_gzip", "bad_utf8", "bad_json")
+
+
+@dataclass
+class _TransferFault:
+    mode: str
+    path: str | None  # an API path below API_PREFIX; None: every API path
+    page: int | None  # only requests for this page; None: any
+    remaining: int | None  # answers still to spoil; None: every one
+    interval: float  # drip: seconds between two bytes
+
+    def applies(self, endpoint: str, page: str | None) -> bool:
+        return (self.remaining != 0 and self.path in (None, endpoint)
+                and (self.page is None or page == str(self.page)))
+
+    def spoiled(self, data: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        """The body and headers to announce: undecodable bodies replace the real one."""
+        if self.mode == "bad_gzip":
+            return data, {**headers, "Content-Encoding": "gzip"}
+        if self.mode == "bad_utf8":
+            return data[:1] + b"\xff" + data[1:], headers
+        if self.mode == "bad_json":
+            return data[:-1], headers
+        return data, headers
+
+
 _STATUS_CODES = {
     429: "TooManyRequests", 500: "UnexpectedServerError", 502: "BadGateway",
     503: "ServiceUnavailable", 504: "GatewayTimeout", 401: "Unauthorized", 403: "Forbidden",
@@ -247,13 +280,14 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_GET(self) -> None:  # noqa: N802
+        fault = self.sim._transfer_fault(self.path)
         try:
             status, body, headers = self.sim._answer(self)
         except ApiError as error:
             status, body, headers = error.status, error.body(), error.headers
         except Exception as error:  # noqa: BLE001 - a simulator bug must still answer JSON
             status, body, headers = 500, {"code": "UnexpectedServerError", "message": type(error).__name__}, {}
-        self._send(status, body, headers)
+        self._send(status, body, headers, fault)
 
     def _reject(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -263,8 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _reject  # noqa: N815
 
-    def _send(self, status: int, body, headers: dict[str, str]) -> None:
+    def _send(self, status: int, body, headers: dict[str, str], fault: _TransferFault | None = None) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
+        if fault is not None:
+            data, headers = fault.spoiled(data, headers)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -272,7 +308,42 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if fault is None or fault.mode not in ("cut_body", "reset_mid_body", "drip"):
+            self.wfile.write(data)
+        elif fault.mode == "drip":
+            self._drip(data, fault.interval)
+        else:
+            self._break_off(data[: len(data) // 2], reset=fault.mode == "reset_mid_body")
+
+    def _break_off(self, part: bytes, *, reset: bool) -> None:
+        """Send `part` of the announced body, then close: with a FIN (the body is cut off) or,
+        with SO_LINGER 0, an RST (the connection is reset mid-body)."""
+        self.wfile.write(part)
+        self.close_connection = True
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()  # a socket only really closes (here: resets) once no file holds it
+            self.connection.close()
+
+    def _drip(self, data: bytes, interval: float) -> None:
+        for offset in range(len(data)):
+            if self.sim._stopping.wait(interval):  # the simulator stops
+                self.close_connection = True
+                return
+            try:
+                self.wfile.write(data[offset:offset + 1])
+            except OSError:  # the client gave up
+                self.close_connection = True
+                return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up on an answer: no news
+            return
+        super().handle_error(request, client_address)
 
 
 class ConnectWiseSimulator:
@@ -314,11 +385,13 @@ class ConnectWiseSimulator:
         self._tls = tls
         self._gate = _Gate()
         self._gate.rate_limit = rate_limit
+        self._transfer_faults: list[_TransferFault] = []  # under self._gate.lock
+        self._stopping = threading.Event()
         self._count_lock = threading.Lock()
         self._requests = 0
         self.requests_by_path: dict[str, int] = {}
         self.request_times: list[float] = []  # time.monotonic() of each API request
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._connections: set[socket.socket] = set()  # open keep-alive connections
         self._thread: threading.Thread | None = None
         self._tls_dir: tempfile.TemporaryDirectory | None = None
@@ -329,9 +402,9 @@ class ConnectWiseSimulator:
     def start(self) -> "ConnectWiseSimulator":
         if self._server is not None:
             return self
+        self._stopping.clear()
         handler = type("ConnectWiseHandler", (_Handler,), {"sim": self})
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", self._port), handler)
         if self._tls:
             server.socket = self._tls_context().wrap_socket(server.socket, server_side=True)
         self._server = server
@@ -343,6 +416,7 @@ class ConnectWiseSimulator:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._stopping.set()  # ends drips in progress
         self._server.shutdown()
         self._server.server_close()
         with self._count_lock:  # a stopped server must not go on answering pooled connections
@@ -398,6 +472,46 @@ class ConnectWiseSimulator:
             retry_after = 1
         with self._gate.lock:
             self._gate.failures.extend([(status, retry_after)] * n)
+
+    def break_transfers(self, mode: str, *, path: str | None = None, page: int | None = None,
+                        first: int | None = None, interval: float = 0.05) -> None:
+        """Spoil the bodies of the API requests to `path` (below API_PREFIX, e.g.
+        "/company/companies"; None: every API path), only those for `page` when given: the
+        first `first` of them, or every one until `mend_transfers()` when `first` is None.
+        Status and headers are sent as usual.
+
+        Modes: `cut_body` (Content-Length N, half the bytes, then the connection closes),
+        `reset_mid_body` (half the bytes, then an RST), `drip` (one byte every `interval`
+        seconds), `bad_gzip` (announced as gzip, sent plain), `bad_utf8` (a byte that is not
+        UTF-8), `bad_json` (the last byte missing). Faults added earlier are served first.
+        """
+        if mode not in TRANSFER_FAULTS:
+            raise ValueError(f"unknown transfer fault {mode!r}; expected one of {', '.join(TRANSFER_FAULTS)}")
+        if first is not None and first < 1:
+            raise ValueError("first must be at least 1 (or None for every request)")
+        with self._gate.lock:
+            self._transfer_faults.append(_TransferFault(mode, path, page, first, interval))
+
+    def mend_transfers(self) -> None:
+        """No more broken transfers."""
+        with self._gate.lock:
+            self._transfer_faults.clear()
+
+    def _transfer_fault(self, request_path: str) -> _TransferFault | None:
+        """The fault that spoils this request's answer, if any (counted against its `first`)."""
+        parts = urlsplit(request_path)
+        path = parts.path.rstrip("/")
+        if not path.startswith(API_PREFIX + "/"):
+            return None
+        endpoint = path[len(API_PREFIX):]
+        page = parse_qs(parts.query).get("page", ["1"])[-1]
+        with self._gate.lock:
+            for fault in self._transfer_faults:
+                if fault.applies(endpoint, page):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+        return None
 
     @property
     def requests(self) -> int:
