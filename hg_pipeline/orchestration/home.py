@@ -51,8 +51,11 @@ def prepare_home(home: Path, environ: Mapping[str, str]) -> Path:
 
 def dagster_instance() -> DagsterInstance:
     """The instance of $DAGSTER_HOME, or of ./.hg/dagster so that `dagster dev` shows CLI runs."""
-    if not os.environ.get("DAGSTER_HOME"):
+    given = os.environ.get("DAGSTER_HOME")
+    if not given:
         os.environ["DAGSTER_HOME"] = str(prepare_home(DEFAULT_DAGSTER_HOME, os.environ))
+    elif not any((Path(given) / name).exists() for name in ("dagster.yaml", "dagster.yml")):
+        prepare_home(Path(given), os.environ)  # a bare home gets the project's settings (and no telemetry banner)
     return DagsterInstance.get()
 
 

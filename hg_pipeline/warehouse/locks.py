@@ -10,8 +10,9 @@ Two kinds, both released by the operating system or PostgreSQL when the holder d
 PostgreSQL: session advisory locks on a dedicated connection (key = 64 bits of a SHA-256
 of the name). SQLite: `flock` on a file beside the database (`<db>.locks/`).
 
-A name is held at most once per process: taking it again in the same process (the CLI
-holds a run's alive lock and the run's resource asks for it too) only counts a reference.
+A run-alive lock is re-entrant within a process (the CLI holds a run's alive lock and the
+run's resource asks for it too: that only counts a reference). A tenant lock is not: a second
+sync of the tenant in the same process waits like one in another process.
 """
 
 from __future__ import annotations
@@ -97,20 +98,23 @@ def _release(engine: Engine, name: str, handle) -> None:
         os.close(handle)  # closing the descriptor releases the flock
 
 
+def _reentrant(name: str) -> bool:
+    return name.startswith("run:")
+
+
 def acquire(engine: Engine, name: str, *, wait_seconds: float = 0.0, poll_seconds: float = 0.5) -> None:
-    """Take `name`, waiting up to `wait_seconds`; LockBusy when another process keeps it."""
+    """Take `name`, waiting up to `wait_seconds`; LockBusy when another holder keeps it."""
     ident = (str(engine.url), name)
-    with _guard:
-        if ident in _held:
-            _held[ident][1] += 1
-            return
     deadline = time.monotonic() + max(0.0, wait_seconds)
     while True:
-        handle = _try_take(engine, name)
-        if handle is not None:
-            with _guard:
+        with _guard:
+            if ident in _held and _reentrant(name):
+                _held[ident][1] += 1
+                return
+            handle = None if ident in _held else _try_take(engine, name)
+            if handle is not None:
                 _held[ident] = [handle, 1]
-            return
+                return
         if time.monotonic() >= deadline:
             raise LockBusy(name)
         time.sleep(min(poll_seconds, max(0.01, deadline - time.monotonic())))
