@@ -116,13 +116,24 @@ def cmd_mapping_show(args) -> None:
 
 
 def cmd_mapping_export(args) -> None:
-    sys.stdout.write(_stored_mapping(_engine(args), args.tenant).document)
+    engine = _engine(args)
+    if args.version is None:
+        sys.stdout.write(_stored_mapping(engine, args.tenant).document)
+    else:
+        sys.stdout.write(_mapping_version(engine, args.tenant, args.version).document)
 
 
-def cmd_mapping_import(args) -> None:
-    from hg_pipeline.mapping.document import MappingError, parse_document
-    from hg_pipeline.orchestration.mapping_stage import mapping_targets
-    from hg_pipeline.warehouse.mappings import store_mapping
+def _mapping_version(engine, tenant_id: str, version: int):
+    from hg_pipeline.warehouse.mappings import mapping_version
+
+    newest = _stored_mapping(engine, tenant_id).version
+    stored = mapping_version(engine, tenant_id, version)
+    if stored is None:
+        raise InputError(f"tenant {tenant_id} has no mapping version {version} (versions 1 to {newest})")
+    return stored
+
+
+def cmd_mapping_import(args) -> int | None:
     from hg_pipeline.warehouse.tenants import get_tenant
 
     engine = _engine(args)
@@ -131,13 +142,67 @@ def cmd_mapping_import(args) -> None:
         text = Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read mapping file {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
-    company_ids, category_paths = mapping_targets(engine, args.tenant)
+    return _store_mapping_checked(engine, args.tenant, text, args.file, force=args.force)
+
+
+def cmd_mapping_versions(args) -> None:
+    from datetime import timezone
+
+    from hg_pipeline.warehouse.mappings import mapping_history
+
+    engine = _engine(args)
+    _stored_mapping(engine, args.tenant)
+    history = mapping_history(engine, args.tenant)
+    for stored in history:
+        state = "in force" if stored is history[-1] else "-"
+        print(f"{stored.version}\t{stored.created_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+              f"\t{state}\t{stored.comment or '-'}")
+
+
+def cmd_mapping_rollback(args) -> int | None:
+    engine = _engine(args)
+    target = _mapping_version(engine, args.tenant, args.version)
+    if target.version == _stored_mapping(engine, args.tenant).version:
+        raise InputError(f"mapping version {target.version} is already in force for tenant {args.tenant}; "
+                         "nothing stored")
+    return _store_mapping_checked(engine, args.tenant, target.document, f"mapping version {target.version}",
+                                  force=args.force, comment=f"rollback to version {target.version}")
+
+
+def _store_mapping_checked(engine, tenant_id: str, text: str, label: str, *, force: bool,
+                           comment: str | None = None) -> int | None:
+    """Store `text` as the next version after checking every line of it, and after checking
+    what its remap would soft-delete: more than the share of an entity's live rows is refused
+    unless forced, and a forced version records the deletions it accepted."""
+    from hg_pipeline.mapping.document import MappingError, parse_document
+    from hg_pipeline.orchestration.mapping_impact import mapping_impact
+    from hg_pipeline.orchestration.mapping_stage import mapping_targets
+    from hg_pipeline.warehouse.mappings import store_mapping
+
+    company_ids, category_paths = mapping_targets(engine, tenant_id)
     try:
-        parse_document(text, company_ids=company_ids, category_paths=category_paths)
+        document = parse_document(text, company_ids=company_ids, category_paths=category_paths)
     except MappingError as exc:
-        raise InputError(f"{args.file}: {exc}; nothing stored") from None
-    stored = store_mapping(engine, args.tenant, text)
-    print(f"mapping version {stored.version} stored for tenant {args.tenant}")
+        if len(exc.problems) == 1:
+            raise InputError(f"{label}: {exc}; nothing stored") from None
+        print(f"hg-pipeline: {label}: {len(exc.problems)} problems; nothing stored", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    impact = mapping_impact(engine, tenant_id, document)
+    accepted = None
+    if impact.too_large:
+        if not force:
+            raise InputError(f"{label}: this version would soft-delete {impact.describe()} (more than "
+                             f"{impact.max_share:.0%} of live rows); nothing stored; re-run with --force to accept")
+        accepted = impact.leaving
+        forced = "forced: accepted soft-deleting " + ", ".join(f"{n} {entity}" for entity, n in accepted.items())
+        comment = f"{comment}; {forced}" if comment else forced
+    stored = store_mapping(engine, tenant_id, text, comment=comment, accepted_deletions=accepted)
+    print(f"mapping version {stored.version} stored for tenant {tenant_id}" + (f" ({comment})" if comment else ""))
+    if impact.leaving:
+        print(f"its remap will soft-delete {impact.describe()}")
+    return None
 
 
 def cmd_mapping_pending(args) -> None:
@@ -264,12 +329,24 @@ def _parser() -> argparse.ArgumentParser:
 
     mapping = sub.add_parser("mapping", help="the tenant's mapping").add_subparsers(dest="mapping_command", required=True)
     for name, handler, text in (("show", cmd_mapping_show, "print the mapping in force"),
-                                ("export", cmd_mapping_export, "print the mapping as re-importable YAML"),
                                 ("pending", cmd_mapping_pending, "what the last sync found unmapped")):
         command(mapping, name, handler, text).add_argument("tenant")
     p = command(mapping, "import", cmd_mapping_import, "validate and store a new mapping version")
     p.add_argument("tenant")
     p.add_argument("file")
+    p.add_argument("--force", action="store_true",
+                   help="store it even if its remap would soft-delete more than the allowed share of rows")
+    p = command(mapping, "export", cmd_mapping_export, "print the mapping as re-importable YAML")
+    p.add_argument("tenant")
+    p.add_argument("--version", type=int, help="that stored version instead of the one in force")
+    command(mapping, "versions", cmd_mapping_versions,
+            "one line per mapping version: created, in force or not, comment").add_argument("tenant")
+    p = command(mapping, "rollback", cmd_mapping_rollback,
+                "store an earlier version's document again, as the new version in force")
+    p.add_argument("tenant")
+    p.add_argument("version", type=int)
+    p.add_argument("--force", action="store_true",
+                   help="store it even if its remap would soft-delete more than the allowed share of rows")
     p = command(mapping, "details", cmd_mapping_details, "the whole PSA record behind a row")
     p.add_argument("tenant")
     p.add_argument("entity")

@@ -1,7 +1,10 @@
 """The mapping document (product.md section 3): schema, validation with line numbers, YAML.
 
 `parse_document` reads the YAML as a node tree (`yaml.compose`), so every error names the
-line of the offending key or value. The result is a `MappingDocument` of frozen
+line of the offending key or value. It reports every problem of the document at once
+(`MappingError.problems`, sorted by line), except a YAML syntax error, after which the
+parser cannot go on. A rule, a distribution share and a type entry are read as a unit: their
+first problem is reported, the rest of the document is still read. The result is a `MappingDocument` of frozen
 dataclasses; a section that is absent gets its defaults. A document parsed from text
 keeps that text (`source_text`), so `mapping export` prints exactly what was imported.
 """
@@ -9,8 +12,10 @@ keeps that text (`source_text`), so `mapping export` prints exactly what was imp
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -29,16 +34,36 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL = _TAG + "str", _TAG + "int", _TAG + "float", _TAG + "bool"
 
 
-class MappingError(ValueError):
-    """A mapping document that cannot be used; `line` is 1-based (None when unknown)."""
+class Problem(NamedTuple):
+    """One problem of a document; `line` is 1-based (None when unknown)."""
 
-    def __init__(self, line: int | None, reason: str) -> None:
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}" if self.line is not None else self.reason
+
+
+class MappingError(ValueError):
+    """A mapping document that cannot be used.
+
+    `problems` lists every problem found, sorted by line; `line`, `reason` and `str()` are
+    the first one's, so a caller that shows one line shows the first problem.
+    """
+
+    def __init__(self, line: int | None, reason: str, problems: Sequence[Problem] = ()) -> None:
         self.line = line
         self.reason = reason
-        super().__init__(f"line {line}: {reason}" if line is not None else reason)
+        self.problems: tuple[Problem, ...] = tuple(problems) or (Problem(line, reason),)
+        super().__init__(str(Problem(line, reason)))
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> MappingError:
+        ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+        return cls(ordered[0].line, ordered[0].reason, ordered)
 
     def __reduce__(self):  # picklable across processes
-        return (type(self), (self.line, self.reason))
+        return (type(self), (self.line, self.reason, self.problems))
 
 
 # --- the document -------------------------------------------------------------------------
@@ -194,7 +219,7 @@ def parse_document(
     company_ids: set[str] | None = None,
     category_paths: set[str] | None = None,
 ) -> MappingDocument:
-    """Validates the whole document and returns it; raises `MappingError` at the first problem.
+    """Validates the whole document and returns it; raises `MappingError` with every problem.
 
     `company_ids`: HighGround company ids of the tenant (targets of companies `map`);
     `category_paths`: global + the tenant's custom category paths (targets of product `map`
@@ -202,15 +227,9 @@ def parse_document(
     """
     root = _compose(text)
     parser = _Parser(company_ids, category_paths)
-    sections: dict[str, Any] = {}
-    if root is not None and not (isinstance(root, ScalarNode) and root.tag == _TAG + "null"):
-        for key, key_node, value in parser.items(root, "the document"):
-            if key not in SECTIONS:
-                raise MappingError(
-                    _line(key_node),
-                    f'unknown key "{key}" at top level (expected {_one_of(SECTIONS)})',
-                )
-            sections[key] = getattr(parser, key)(value)
+    sections = parser.document(root)
+    if parser.problems:
+        raise MappingError.of(parser.problems)
     return MappingDocument(**sections, source_text=text)
 
 
@@ -241,17 +260,49 @@ def _key_repr(key: str) -> str:
 
 
 class _Parser:
-    """Turns the node tree into sections; each method validates one part of section 3."""
+    """Turns the node tree into sections; each method validates one part of section 3.
+
+    A reader raises `MappingError` at the first problem of its part; the loops over keys and
+    entries catch it (`collecting`), note it in `problems` and go on with the next part.
+    """
 
     def __init__(self, company_ids: set[str] | None, category_paths: set[str] | None) -> None:
         self.company_ids = company_ids
         self.category_paths = category_paths
+        self.problems: list[Problem] = []
         self._constructor = yaml.constructor.SafeConstructor()
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Notes the problem a part raises and skips the rest of that part only."""
+        try:
+            yield
+        except MappingError as exc:
+            self.problems.extend(exc.problems)
+
+    def report(self, node: Node, reason: str) -> None:
+        self.problems.append(Problem(_line(node), reason))
+
+    def document(self, root: Node | None) -> dict[str, Any]:
+        sections: dict[str, Any] = {}
+        if root is None or (isinstance(root, ScalarNode) and root.tag == _TAG + "null"):
+            return sections
+        with self.collecting():
+            for key, key_node, value in self.items(root, "the document"):
+                if key not in SECTIONS:
+                    self.report(key_node, f'unknown key "{key}" at top level (expected {_one_of(SECTIONS)})')
+                    continue
+                with self.collecting():
+                    sections[key] = getattr(self, key)(value)
+        return sections
 
     # -- generic node readers
 
     def items(self, node: Node, where: str) -> list[tuple[str, ScalarNode, Node]]:
-        """(key, key node, value node) of a mapping; keys are strings (plain ints accepted)."""
+        """(key, key node, value node) of a mapping; keys are strings (plain ints accepted).
+
+        A key that is not a string, or that appears twice, is noted and left out.
+        """
         if isinstance(node, ScalarNode) and node.tag == _TAG + "null":
             return []  # "section:" with nothing under it
         if not isinstance(node, MappingNode):
@@ -260,26 +311,40 @@ class _Parser:
         out = []
         for key_node, value in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.tag not in (_STR, _INT):
-                raise MappingError(_line(key_node), f"{where}: keys must be strings (quote the key)")
+                self.report(key_node, f"{where}: keys must be strings (quote the key)")
+                continue
             key = key_node.value
             if key in seen:
-                raise MappingError(
-                    _line(key_node), f"{where}: duplicate key {_key_repr(key)} (first on line {seen[key]})"
-                )
+                self.report(key_node, f"{where}: duplicate key {_key_repr(key)} (first on line {seen[key]})")
+                continue
             seen[key] = _line(key_node)
             out.append((key, key_node, value))
         return out
 
-    def fields(self, node: Node, where: str, allowed: tuple[str, ...]) -> dict[str, Node]:
-        """A mapping with a fixed set of keys; unknown keys are errors."""
+    def fields(self, node: Node, where: str, allowed: tuple[str, ...], *, unit: bool = False) -> dict[str, Node]:
+        """A mapping with a fixed set of keys; unknown keys are problems.
+
+        `unit`: the mapping is read as one unit (a rule, a share): its first unknown key is
+        raised, so that a misspelt key does not also report the key it was meant to be.
+        """
         result = {}
         for key, key_node, value in self.items(node, where):
             if key not in allowed:
-                raise MappingError(
-                    _line(key_node), f'unknown key "{key}" in {where} (expected {_one_of(allowed)})'
-                )
+                problem = f'unknown key "{key}" in {where} (expected {_one_of(allowed)})'
+                if unit:
+                    raise MappingError(_line(key_node), problem)
+                self.report(key_node, problem)
+                continue
             result[key] = value
         return result
+
+    def section(self, node: Node, where: str, readers: dict[str, Callable[[Node], Any]]) -> dict[str, Any]:
+        """The settings of a section (or sub-section), each read on its own."""
+        out: dict[str, Any] = {}
+        for key, value in self.fields(node, where, tuple(readers)).items():
+            with self.collecting():
+                out[key] = readers[key](value)
+        return out
 
     def boolean(self, node: Node, where: str) -> bool:
         if not isinstance(node, ScalarNode) or node.tag != _BOOL:
@@ -320,7 +385,7 @@ class _Parser:
         if isinstance(node, ScalarNode) and node.tag != _TAG + "null":
             action = self.choice(node, where, ("ignore", "import"), "action")
             return Rule(action)
-        spec = self.fields(node, where, ("action", "name", "to"))
+        spec = self.fields(node, where, ("action", "name", "to"), unit=True)
         if "action" not in spec:
             raise MappingError(_line(node), f"{where}: missing action (expected {_one_of(ACTIONS)})")
         action_node = spec["action"]
@@ -362,141 +427,129 @@ class _Parser:
         rules: dict[str, Rule] = {}
         targets: dict[str, str] = {}
         for key, key_node, value in self.items(node, where):
-            rule = self.rule(value, f"{where}[{_key_repr(key)}]", kind=kind)
-            if rule.action == "map" and kind in ("company", "record"):
-                if rule.to in targets:  # two PSA records cannot become one HighGround row
-                    raise MappingError(
-                        _line(key_node),
-                        f'{where}[{_key_repr(key)}]: "{rule.to}" is already the target of record '
-                        f"{_key_repr(targets[rule.to])}",
-                    )
-                targets[rule.to] = key
-            rules[key] = rule
+            with self.collecting():
+                rule = self.rule(value, f"{where}[{_key_repr(key)}]", kind=kind)
+                if rule.action == "map" and kind in ("company", "record"):
+                    if rule.to in targets:  # two PSA records cannot become one HighGround row
+                        raise MappingError(
+                            _line(key_node),
+                            f'{where}[{_key_repr(key)}]: "{rule.to}" is already the target of record '
+                            f"{_key_repr(targets[rule.to])}",
+                        )
+                    targets[rule.to] = key
+                rules[key] = rule
         return rules
 
     def types(self, node: Node, where: str, options: tuple[str, ...]) -> dict[str, str]:
-        return {
-            key: self.choice(value, f"{where}[{_key_repr(key)}]", options, "target")
-            for key, _, value in self.items(node, where)
-        }
+        out = {}
+        for key, _, value in self.items(node, where):
+            with self.collecting():
+                out[key] = self.choice(value, f"{where}[{_key_repr(key)}]", options, "target")
+        return out
 
     # -- sections
 
     def companies(self, node: Node) -> CompaniesSection:
-        spec = self.fields(node, "companies", ("auto_import_new", "types", "records"))
-        out: dict[str, Any] = {}
-        if "auto_import_new" in spec:
-            out["auto_import_new"] = self.boolean(spec["auto_import_new"], "companies.auto_import_new")
-        if "types" in spec:
-            out["types"] = self.types(spec["types"], "companies.types", COMPANY_TYPE_TARGETS)
-        if "records" in spec:
-            out["records"] = self.records(spec["records"], "companies.records", kind="company")
-        return CompaniesSection(**out)
+        return CompaniesSection(**self.section(node, "companies", {
+            "auto_import_new": lambda n: self.boolean(n, "companies.auto_import_new"),
+            "types": lambda n: self.types(n, "companies.types", COMPANY_TYPE_TARGETS),
+            "records": lambda n: self.records(n, "companies.records", kind="company"),
+        }))
 
     def contacts(self, node: Node) -> ContactsSection:
-        spec = self.fields(node, "contacts", ("enabled", "auto_import_new", "types", "records"))
-        out: dict[str, Any] = {}
-        for key in ("enabled", "auto_import_new"):
-            if key in spec:
-                out[key] = self.boolean(spec[key], f"contacts.{key}")
-        if "types" in spec:
-            out["types"] = self.types(spec["types"], "contacts.types", CONTACT_TYPE_TARGETS)
-        if "records" in spec:
-            out["records"] = self.records(spec["records"], "contacts.records", kind="record")
-        return ContactsSection(**out)
+        return ContactsSection(**self.section(node, "contacts", {
+            "enabled": lambda n: self.boolean(n, "contacts.enabled"),
+            "auto_import_new": lambda n: self.boolean(n, "contacts.auto_import_new"),
+            "types": lambda n: self.types(n, "contacts.types", CONTACT_TYPE_TARGETS),
+            "records": lambda n: self.records(n, "contacts.records", kind="record"),
+        }))
 
     def products(self, node: Node) -> ProductsSection:
-        spec = self.fields(
-            node,
-            "products",
-            ("auto_import_new_categories", "mode", "categories", "records", "distributions", "smart_mapping"),
-        )
-        out: dict[str, Any] = {}
-        if "auto_import_new_categories" in spec:
-            out["auto_import_new_categories"] = self.boolean(
-                spec["auto_import_new_categories"], "products.auto_import_new_categories"
-            )
-        if "mode" in spec:
-            out["mode"] = self.choice(spec["mode"], "products.mode", PRODUCT_MODES, "mode")
-        if "categories" in spec:
-            categories = {}
-            for key, key_node, value in self.items(spec["categories"], "products.categories"):
-                where = f"products.categories[{_key_repr(key)}]"
+        return ProductsSection(**self.section(node, "products", {
+            "auto_import_new_categories": lambda n: self.boolean(n, "products.auto_import_new_categories"),
+            "mode": lambda n: self.choice(n, "products.mode", PRODUCT_MODES, "mode"),
+            "categories": self.categories,
+            "records": lambda n: self.records(n, "products.records", kind="product"),
+            "distributions": self.distributions,
+            "smart_mapping": self.smart_mapping,
+        }))
+
+    def categories(self, node: Node) -> dict[str, Rule]:
+        categories = {}
+        for key, key_node, value in self.items(node, "products.categories"):
+            where = f"products.categories[{_key_repr(key)}]"
+            with self.collecting():
                 if not is_valid_path(key):
                     raise MappingError(
                         _line(key_node), f'{where}: "{key}" is not a PSA "Category" or "Category/Subcategory"'
                     )
                 categories[key] = self.rule(value, where, kind="category")
-            out["categories"] = categories
-        if "records" in spec:
-            out["records"] = self.records(spec["records"], "products.records", kind="product")
-        if "distributions" in spec:
-            out["distributions"] = {
-                key: self.distribution(key_node, value, f"products.distributions[{_key_repr(key)}]")
-                for key, key_node, value in self.items(spec["distributions"], "products.distributions")
-            }
-        if "smart_mapping" in spec:
-            out["smart_mapping"] = self.smart_mapping(spec["smart_mapping"])
-        return ProductsSection(**out)
+        return categories
+
+    def distributions(self, node: Node) -> dict[str, tuple[Share, ...]]:
+        out = {}
+        for key, key_node, value in self.items(node, "products.distributions"):
+            with self.collecting():
+                out[key] = self.distribution(key_node, value, f"products.distributions[{_key_repr(key)}]")
+        return out
 
     def distribution(self, key_node: Node, node: Node, where: str) -> tuple[Share, ...]:
+        """Every share is checked; the sum only when every share could be read."""
         if not isinstance(node, SequenceNode) or not node.value:
             raise MappingError(_line(node), f"{where}: expected a list of {{to, pct}}")
         shares = []
         seen: set[str] = set()
         for index, item in enumerate(node.value):
-            at = f"{where}[{index}]"
-            spec = self.fields(item, at, ("to", "pct"))
-            for required in ("to", "pct"):
-                if required not in spec:
-                    raise MappingError(_line(item), f"{at}: missing {required}")
-            to = self.string(spec["to"], f"{at}.to")
-            self.check_category(to, spec["to"], f"{at}.to")
-            if to in seen:
-                raise MappingError(_line(spec["to"]), f'{at}.to: category "{to}" appears twice')
-            seen.add(to)
-            pct = self.number(spec["pct"], f"{at}.pct")
-            if pct <= 0:
-                raise MappingError(_line(spec["pct"]), f"{at}.pct: must be greater than 0, got {pct:g}")
-            shares.append(Share(to, pct))
+            with self.collecting():
+                shares.append(self.share(item, f"{where}[{index}]", seen))
+        if len(shares) < len(node.value):
+            return tuple(shares)  # its problems are noted; the sum would only repeat them
         total = sum(share.pct for share in shares)
         if abs(total - 100) > PCT_TOLERANCE:
             raise MappingError(_line(key_node), f"{where}: percentages sum to {total:g}, not 100")
         return tuple(shares)
 
+    def share(self, item: Node, at: str, seen: set[str]) -> Share:
+        spec = self.fields(item, at, ("to", "pct"), unit=True)
+        for required in ("to", "pct"):
+            if required not in spec:
+                raise MappingError(_line(item), f"{at}: missing {required}")
+        to = self.string(spec["to"], f"{at}.to")
+        self.check_category(to, spec["to"], f"{at}.to")
+        if to in seen:
+            raise MappingError(_line(spec["to"]), f'{at}.to: category "{to}" appears twice')
+        seen.add(to)
+        pct = self.number(spec["pct"], f"{at}.pct")
+        if pct <= 0:
+            raise MappingError(_line(spec["pct"]), f"{at}.pct: must be greater than 0, got {pct:g}")
+        return Share(to, pct)
+
     def smart_mapping(self, node: Node) -> SmartMapping:
-        spec = self.fields(node, "products.smart_mapping", ("enabled", "min_confidence"))
-        out: dict[str, Any] = {}
-        if "enabled" in spec:
-            out["enabled"] = self.boolean(spec["enabled"], "products.smart_mapping.enabled")
-        if "min_confidence" in spec:
-            value = self.number(spec["min_confidence"], "products.smart_mapping.min_confidence")
-            if not 0 <= value <= 1:
-                raise MappingError(
-                    _line(spec["min_confidence"]),
-                    f"products.smart_mapping.min_confidence: must be between 0 and 1, got {value:g}",
-                )
-            out["min_confidence"] = value
-        return SmartMapping(**out)
+        return SmartMapping(**self.section(node, "products.smart_mapping", {
+            "enabled": lambda n: self.boolean(n, "products.smart_mapping.enabled"),
+            "min_confidence": self.min_confidence,
+        }))
+
+    def min_confidence(self, node: Node) -> float:
+        value = self.number(node, "products.smart_mapping.min_confidence")
+        if not 0 <= value <= 1:
+            raise MappingError(
+                _line(node), f"products.smart_mapping.min_confidence: must be between 0 and 1, got {value:g}"
+            )
+        return value
 
     def members(self, node: Node) -> MembersSection:
-        spec = self.fields(node, "members", ("enabled", "auto_import_new", "records"))
-        out: dict[str, Any] = {}
-        for key in ("enabled", "auto_import_new"):
-            if key in spec:
-                out[key] = self.boolean(spec[key], f"members.{key}")
-        if "records" in spec:
-            out["records"] = self.records(spec["records"], "members.records", kind="record")
-        return MembersSection(**out)
+        return MembersSection(**self.section(node, "members", {
+            "enabled": lambda n: self.boolean(n, "members.enabled"),
+            "auto_import_new": lambda n: self.boolean(n, "members.auto_import_new"),
+            "records": lambda n: self.records(n, "members.records", kind="record"),
+        }))
 
     def assets(self, node: Node) -> AssetsSection:
-        spec = self.fields(node, "assets", ("enabled", "records"))
-        out: dict[str, Any] = {}
-        if "enabled" in spec:
-            out["enabled"] = self.boolean(spec["enabled"], "assets.enabled")
-        if "records" in spec:
-            out["records"] = self.records(spec["records"], "assets.records", kind="record")
-        return AssetsSection(**out)
+        return AssetsSection(**self.section(node, "assets", {
+            "enabled": lambda n: self.boolean(n, "assets.enabled"),
+            "records": lambda n: self.records(n, "assets.records", kind="record"),
+        }))
 
 
 def _shown(node: Node) -> str:

@@ -36,6 +36,7 @@ from hg_pipeline.orchestration.mapping_stage import run_mapping
 from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
+from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
 from hg_pipeline.warehouse.load import LoadError, load_entity
 from hg_pipeline.warehouse.staging import RawStager, extract_cursor, mark_vanished, quarantine_records
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
@@ -141,10 +142,11 @@ def extract_asset(entity: str) -> AssetsDefinition:
 
 class MapConfig(Config):
     """max_soft_delete_share: the share of live rows a sync may soft-delete because their PSA
-    records vanished (the `soft_delete_volume` check); raise it for one run to accept a
+    records vanished or the mapping no longer loads them beyond what the mapping version
+    accepted (the `soft_delete_volume` check); raise it for one run to accept a
     large deletion that is known to be right."""
 
-    max_soft_delete_share: float = 0.2
+    max_soft_delete_share: float = DEFAULT_MAX_SOFT_DELETE_SHARE
 
 
 def map_asset(entity: str) -> AssetsDefinition:

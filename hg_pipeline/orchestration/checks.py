@@ -6,20 +6,23 @@ stops the run before the load: the warehouse keeps its previous good rows.
 * `valid`: the great-expectations suite of the entity (keys, allowed values, every
   contact/asset company and product category present, distributions summing to 100).
 * `soft_delete_volume`: refuses a sync that would soft-delete more than a share
-  (default 20%) of the tenant's rows because their PSA records vanished. Rows that
-  leave because the mapping now ignores them are deliberate and are not counted.
+  (default 20%) of the tenant's live rows: rows whose PSA record vanished, and rows the
+  mapping no longer loads (ignored or pending). The by-mapping ones pass up to what the
+  operator accepted when storing the mapping version in force with `--force`
+  (`mapping_versions.accepted_deletions`); vanished ones always count.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from hg_pipeline.entities import ENTITY_LOADS
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.quality import CheckOutcome, check_mapped, check_volume
-from hg_pipeline.warehouse.tables import LOADED_TABLES
+from hg_pipeline.orchestration.mapping_impact import live_psa_ids
+from hg_pipeline.warehouse.mappings import current_mapping
 
 VALID, VOLUME = "valid", "soft_delete_volume"
 
@@ -30,7 +33,9 @@ def check_specs(entity: str) -> list[AssetCheckSpec]:
         AssetCheckSpec(VALID, asset=key, blocking=True,
                        description=f"great-expectations suite of the mapped {entity}"),
         AssetCheckSpec(VOLUME, asset=key, blocking=True,
-                       description="refuses to soft-delete more than the allowed share of live rows"),
+                       description="refuses to soft-delete more than the allowed share of live rows, "
+                                   "vanished from the PSA or left by mapping beyond what the mapping "
+                                   "version accepted"),
     ]
 
 
@@ -44,20 +49,22 @@ def run_checks(engine: Engine, tenant_id: str, entity: str, result: MappingResul
         distributions=pd.DataFrame(result.distributions, columns=["tenant_id", "product_id", "category_id", "pct"])
         if entity == "products" else None,
     )
-    live = _live_psa_ids(engine, tenant_id, entity)
-    staged = {d.psa_id for d in result.decisions}
-    volume = check_volume(entity, current_active=len(live), would_delete=len(live - staged), max_share=max_share)
-    return [_as_result(entity, VALID, valid), _as_result(entity, VOLUME, volume)]
+    live = live_psa_ids(engine, tenant_id, entity)
+    leaving = live - {row["psa_id"] for row in result.rows}
+    vanished = leaving - {d.psa_id for d in result.decisions}
+    by_mapping = len(leaving) - len(vanished)
+    in_force = current_mapping(engine, tenant_id)
+    accepted = in_force.accepted_deletions.get(entity, 0) if in_force is not None else 0
+    volume = check_volume(entity, current_active=len(live), would_delete=len(leaving), max_share=max_share,
+                          by_mapping=by_mapping, accepted=accepted)
+    counts = {"live": len(live), "vanished": len(vanished), "by_mapping": by_mapping,
+              "accepted_by_mapping": accepted}
+    if in_force is not None:
+        counts["mapping_version"] = in_force.version
+    return [_as_result(entity, VALID, valid), _as_result(entity, VOLUME, volume, counts)]
 
 
-def _live_psa_ids(engine: Engine, tenant_id: str, entity: str) -> set[str]:
-    table = LOADED_TABLES[entity]
-    with engine.connect() as conn:
-        return set(conn.scalars(select(table.c.psa_id).where(
-            table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), table.c.origin == "psa")))
-
-
-def _as_result(entity: str, name: str, outcome: CheckOutcome) -> AssetCheckResult:
+def _as_result(entity: str, name: str, outcome: CheckOutcome, counts: dict | None = None) -> AssetCheckResult:
     return AssetCheckResult(
         asset_key=AssetKey(f"{entity}_mapped"),
         check_name=name,
@@ -68,5 +75,6 @@ def _as_result(entity: str, name: str, outcome: CheckOutcome) -> AssetCheckResul
             "summary": outcome.description,
             "failing_expectations": MetadataValue.json(outcome.failures),
             "sample_rows": MetadataValue.json(outcome.sample_rows),
+            **(counts or {}),
         },
     )

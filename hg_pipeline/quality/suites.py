@@ -38,6 +38,9 @@ MAPPING_SOURCES = ("record", "distribution", "category", "smart")
 # Deliberately simple: one @, no whitespace, a dot in the domain.
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DISTRIBUTION_TOLERANCE = 1e-6
+# The share of a tenant's live rows one sync may soft-delete (the soft_delete_volume check,
+# the import guard of `mapping import`); the map assets' run config can raise it for one run.
+DEFAULT_MAX_SOFT_DELETE_SHARE = 0.2
 
 SAMPLE_SIZE = 5
 _PARTIAL_UNEXPECTED = 20  # GE lists this many unexpected values; we keep 5 distinct ones
@@ -437,19 +440,33 @@ def _percent(share: float) -> str:
     return f"{text}%"
 
 
-def check_volume(entity: str, *, current_active: int, would_delete: int, max_share: float = 0.2) -> CheckOutcome:
+def check_volume(entity: str, *, current_active: int, would_delete: int,
+                 max_share: float = DEFAULT_MAX_SOFT_DELETE_SHARE, by_mapping: int = 0,
+                 accepted: int = 0) -> CheckOutcome:
     """Refuse a load that would soft-delete more than `max_share` of the active rows.
 
+    `would_delete` rows would go in all: `by_mapping` of them because the mapping no longer
+    loads them (ignored or pending), the others because their PSA record vanished. Up to
+    `accepted` of the by-mapping ones (what the operator accepted when storing the mapping
+    version in force with --force) are not counted against the share; vanished ones always are.
     With no active rows yet (first load) there is nothing to protect and it passes.
     """
     name = f"{entity}_soft_delete_volume"
     if current_active <= 0:
         return CheckOutcome(name, True, [], [], f"no active {entity} yet; would soft-delete {would_delete}")
-    share = would_delete / current_active
+    vanished = would_delete - by_mapping
+    forgiven = min(accepted, by_mapping)
+    counted = would_delete - forgiven
+    share = counted / current_active
     summary = f"would soft-delete {would_delete} of {current_active} {entity}"
-    if would_delete > max_share * current_active:
+    if by_mapping:
+        summary += f": {vanished} vanished, {by_mapping} by mapping"
+    if forgiven:
+        summary += f" ({forgiven} accepted with the mapping version); {counted} counted"
+    if counted > max_share * current_active:
         failure = {"expectation": "soft_delete_share_at_most", "column": None,
-                   "unexpected_count": would_delete, "sample": [], "max_share": max_share,
-                   "current_active": current_active}
+                   "unexpected_count": counted, "sample": [], "max_share": max_share,
+                   "current_active": current_active, "vanished": vanished, "by_mapping": by_mapping,
+                   "accepted_by_mapping": forgiven}
         return CheckOutcome(name, False, [failure], [], f"{summary} ({_percent(share)} > {_percent(max_share)})")
     return CheckOutcome(name, True, [], [], f"{summary} ({_percent(share)} <= {_percent(max_share)})")

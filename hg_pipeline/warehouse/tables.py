@@ -88,6 +88,8 @@ mapping_versions = Table(
     Column("document", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("comment", String(200)),  # why this version exists: "rollback to version 2", "forced: ..."
+    # JSON {entity: rows}: what the operator accepted to soft-delete by mapping (import --force)
+    Column("accepted_deletions", Text),
 )
 
 # Staging: every PSA record as the PSA returned it (`payload`) and normalized

@@ -428,3 +428,83 @@ def test_documents_and_errors_pickle():
     assert again == doc and again.to_yaml() == SPEC_EXAMPLE
     err = pickle.loads(pickle.dumps(MappingError(4, "bad")))
     assert (err.line, err.reason, str(err)) == (4, "bad", "line 4: bad")
+
+
+# --- every problem of a document, each with its line -------------------------------------------
+
+
+def test_every_problem_is_reported_with_its_line_sorted_by_line(global_paths):
+    err = error_of("""\
+        companies:
+          types:
+            Customer: clinet
+            Vendor: supplier
+          records:
+            "250": {action: promote}
+            "251": {action: map, to: hg-404}
+        contacts:
+          enabeld: true
+          types: {Billing: import}
+        products:
+          distributions:
+            B:
+              - {to: Security/Endpoint Protection, pct: 40}
+              - {to: Security/Email Security, pct: 50}
+          categories:
+            Misc: {action: map, to: Hardware/Toasters}
+        membres: {}
+        """, company_ids={"hg-1"}, category_paths=global_paths)
+    lines = [p.line for p in err.problems]
+    assert lines == [3, 6, 7, 9, 13, 17, 18]
+    reasons = [p.reason for p in err.problems]
+    assert 'unknown target "clinet"' in reasons[0]
+    assert 'unknown action "promote"' in reasons[1]
+    assert '"hg-404" is not a HighGround company' in reasons[2]
+    assert 'unknown key "enabeld" in contacts' in reasons[3]
+    assert reasons[4].endswith("percentages sum to 90, not 100")
+    assert 'category "Hardware/Toasters" is not in the category tree' in reasons[5]
+    assert 'unknown key "membres" at top level' in reasons[6]
+    # the first problem is the error's line, reason and one-line text
+    assert (err.line, err.reason) == (3, reasons[0]) and str(err) == f"line 3: {reasons[0]}"
+    assert str(err.problems[3]) == f"line 9: {reasons[3]}"
+
+
+def test_a_rule_is_one_unit_and_a_broken_share_skips_the_sum():
+    """A misspelt key in a rule is reported once, not again as the missing key it was meant to
+    be; a distribution whose share is broken does not also report a wrong sum."""
+    err = error_of("""\
+        companies:
+          records:
+            "250":
+              action: map
+              target: hg-1
+        products:
+          distributions:
+            B:
+              - {to: A/B, pct: 0}
+              - {to: C/D, pct: 100}
+        """)
+    assert [p.line for p in err.problems] == [5, 9]
+    assert err.problems[0].reason.startswith('unknown key "target" in companies.records["250"]')
+    assert err.problems[1].reason == "products.distributions[\"B\"][0].pct: must be greater than 0, got 0"
+
+
+def test_duplicate_and_non_string_keys_are_reported_and_the_rest_is_read():
+    err = error_of("companies:\n  types:\n    Customer: client\n    Customer: prospect\n    true: client\n"
+                   "    Vendor: seller\n")
+    assert [p.line for p in err.problems] == [4, 5, 6]
+    assert "duplicate key" in err.problems[0].reason and "keys must be strings" in err.problems[1].reason
+
+
+def test_a_syntax_error_stays_single():
+    err = error_of("companies:\n  types: {Customer: clinet\ncontacts:\n  enabeld: true\n")
+    assert len(err.problems) == 1 and "YAML syntax error" in err.reason
+
+
+def test_errors_with_several_problems_pickle():
+    import pickle
+
+    err = error_of("companies:\n  typos: {}\ncontacts:\n  enabeld: true\n")
+    again = pickle.loads(pickle.dumps(err))
+    assert again.problems == err.problems and str(again) == str(err) == 'line 2: unknown key "typos" in companies' \
+        " (expected auto_import_new, types or records)"
