@@ -3,8 +3,8 @@
 `hg-pipeline` uses $DAGSTER_HOME, else ./.hg/dagster. Dagster's own commands (`dagster dev`,
 `dg dev`, `dg launch`, `dagster asset materialize`) read a `.env` file in the folder they
 start in, so `python -m hg_pipeline.orchestration.home` (run by scripts/setup.sh) writes
-`DAGSTER_HOME=<project>/.hg/dagster` there: from the project folder they all use the same
-instance as the CLI, with no variable to export.
+`DAGSTER_HOME=${DAGSTER_HOME:-<project>/.hg/dagster}` there: from the project folder they all
+use the same instance as the CLI, with no variable to export (an exported one still wins).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def write_dotenv(project: Path, environ: Mapping[str, str]) -> Path:
     dotenv = project / ".env"
     lines = dotenv.read_text().splitlines() if dotenv.exists() else []
     lines = [line for line in lines if not line.strip().startswith("DAGSTER_HOME=")]
-    dotenv.write_text("\n".join([*lines, f"DAGSTER_HOME={home}"]) + "\n")
+    # A DAGSTER_HOME exported in the shell still wins (python-dotenv expands the default form).
+    dotenv.write_text("\n".join([*lines, f"DAGSTER_HOME=${{DAGSTER_HOME:-{home}}}"]) + "\n")
     return home
 
 
