@@ -23,7 +23,9 @@ from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.orchestration.jobs import psa_host
 from hg_pipeline.orchestration.schedules import nightly_resync_schedule
 from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_partitions_sensor
+from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.warehouse.mappings import store_mapping
+from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
 from hg_pipeline.warehouse.staging import RawStager
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant
 
@@ -221,3 +223,33 @@ def test_dagster_yaml_uses_postgres_when_dagster_pg_url_is_set(tmp_path, monkeyp
         assert instance.get_dynamic_partitions("tenants") == ["acme"]
     finally:
         instance.dispose()
+
+
+def test_sensors_skip_what_a_sync_already_did(pg_url, warehouse, instance, resources, repository, simulator,
+                                              make_tenant):
+    """As after `bash scripts/demo.sh`: the CLI's full sync brought the reference data and applied
+    mapping v1, so opening the UI starts neither an initial sync nor a remap; a new version does."""
+    tenant = make_tenant("acme", simulator)  # stores mapping version 1
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    partitions = _sensor(tenant_partitions_sensor, instance, repository, resources)
+    assert not partitions.run_requests
+    first = _sensor(mapping_change_sensor, instance, repository, resources)
+    assert not first.run_requests
+    store_mapping(warehouse, tenant, TEST_MAPPING + "\n# v2\n")
+    second = _sensor(mapping_change_sensor, instance, repository, resources, first.cursor)
+    assert [r.run_key for r in second.run_requests] == [f"remap-{tenant}-v2"]
+    assert run_sync(pg_url, tenant, "remap", instance=instance).success  # e.g. from the CLI
+    store_mapping(warehouse, tenant, TEST_MAPPING + "\n# v3\n")
+    assert run_sync(pg_url, tenant, "remap", instance=instance).success
+    assert not _sensor(mapping_change_sensor, instance, repository, resources).run_requests  # v3 applied
+
+
+def test_a_tenant_whose_initial_sync_failed_gets_one_from_the_sensor(pg_url, warehouse, instance, resources,
+                                                                       repository, simulator, make_tenant,
+                                                                       monkeypatch):
+    tenant = make_tenant("acme", simulator, mapping=None)
+    monkeypatch.setenv("HG_PSA_MAX_RETRIES", "0")
+    simulator.stop()
+    assert not run_sync(pg_url, tenant, "initial", instance=instance).success
+    result = _sensor(tenant_partitions_sensor, instance, repository, resources)
+    assert [r.run_key for r in result.run_requests] == [f"initial-{tenant}"]
