@@ -205,19 +205,59 @@ def _store_mapping_checked(engine, tenant_id: str, text: str, label: str, *, for
     return None
 
 
-def cmd_mapping_pending(args) -> None:
-    from hg_pipeline.orchestration.mapping_stage import pending_summary
+def _tenant_worklist(engine, tenant_id: str):
+    from hg_pipeline.orchestration.mapping_stage import read_worklist
 
-    engine = _engine(args)
-    _stored_mapping(engine, args.tenant)
-    groups = pending_summary(engine, args.tenant)
-    if not groups:
-        print(f"tenant {args.tenant}: nothing pending")
-        return
-    for entity, by_group in groups.items():
+    found = read_worklist(engine, tenant_id)
+    if not found.staged:
+        raise InputError(f"tenant {tenant_id}: nothing synced yet: run `hg-pipeline sync {tenant_id} --initial` first")
+    return found
+
+
+def _decided_with(version) -> str:
+    return "no mapping" if version is None else f"mapping version {version}"
+
+
+def cmd_mapping_pending(args) -> None:
+    """The worklist: unmapped types and categories with the records behind them (the mapping
+    in force against the staged reference lists), then the records the last mapping run left
+    pending, grouped by type or category."""
+    from hg_pipeline.mapping.worklist import CHOICE_KINDS, KIND_WORDS
+
+    found = _tenant_worklist(_engine(args), args.tenant)
+    worklist = found.worklist
+    in_force = "no mapping stored yet" if found.version is None else _decided_with(found.version)
+    print(f"tenant {args.tenant}: {worklist.waiting()} ({in_force})")
+    for kind in CHOICE_KINDS:
+        unmapped = worklist.unmapped_of(kind)
+        if unmapped:
+            print(f"{KIND_WORDS[kind][0]} ({len(unmapped)} unmapped):")
+            for choice in unmapped:
+                print(f"  {choice.records:>6}  {'  ' if choice.is_subcategory else ''}{choice.name}")
+    for entity, by_group in worklist.pending.items():
         print(f"{entity}: {sum(by_group.values())} pending")
         for group, count in sorted(by_group.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"  {count:>6}  {group}")
+    stale = found.decided_with - {found.version}
+    if worklist.pending and stale:
+        print(f"note: records were decided with {' and '.join(sorted(map(_decided_with, stale)))}; "
+              f"{_decided_with(found.version)} is in force now: `hg-pipeline sync {args.tenant} --full` "
+              "decides them again")
+    if worklist.unmapped:
+        print(f"next: `hg-pipeline mapping template {args.tenant} > mapping.yaml` writes a starter mapping "
+              "that names all of them")
+
+
+def cmd_mapping_template(args) -> None:
+    from hg_pipeline.mapping.document import parse_document
+    from hg_pipeline.mapping.template import render_template
+    from hg_pipeline.warehouse.mappings import current_mapping
+
+    engine = _engine(args)
+    found = _tenant_worklist(engine, args.tenant)
+    stored = current_mapping(engine, args.tenant)
+    current = parse_document(stored.document) if stored else None
+    sys.stdout.write(render_template(found.worklist.choices, current, tenant_id=args.tenant))
 
 
 def cmd_mapping_details(args) -> None:
@@ -268,6 +308,14 @@ def format_outcome(outcome) -> str:
         lines.append(f"  {entity:<20}{cell(raw, 'received', 10)}{cell(raw, 'quarantined', 10)}"
                      f"{cell(mapped, 'mapped', 9)}{cell(mapped, 'pending', 9)}{cell(mapped, 'ignored', 9)}"
                      f"{cell(loaded, 'inserted', 10)}{cell(loaded, 'updated', 9)}{cell(loaded, 'soft_deleted', 9)}")
+    worklist = outcome.stages.get("mapping_worklist")
+    if worklist and "types_waiting" in worklist:
+        from hg_pipeline.mapping.worklist import waiting_phrase
+
+        lines.append(f"tenant {outcome.tenant_id}: "
+                     f"{waiting_phrase(worklist['types_waiting'], worklist.get('records_waiting', 0))}: "
+                     f"`hg-pipeline mapping pending {outcome.tenant_id}` lists them, "
+                     f"`hg-pipeline mapping template {outcome.tenant_id}` writes a starter mapping")
     return "\n".join(lines)
 
 
@@ -331,6 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, text in (("show", cmd_mapping_show, "print the mapping in force"),
                                 ("pending", cmd_mapping_pending, "what the last sync found unmapped")):
         command(mapping, name, handler, text).add_argument("tenant")
+    command(mapping, "template", cmd_mapping_template,
+            "print a starter mapping naming every type and category of the PSA").add_argument("tenant")
     p = command(mapping, "import", cmd_mapping_import, "validate and store a new mapping version")
     p.add_argument("tenant")
     p.add_argument("file")

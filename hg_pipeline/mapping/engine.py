@@ -179,6 +179,7 @@ def map_companies(records: Iterable[dict], doc: MappingDocument, ctx: MappingCon
     - Type rule: the first of the company's `types` (PSA order) that has a rule decides;
       `ignore` ignores the company, a HighGround type imports it with that `hg_type`.
     - No type with a rule -> pending, grouped under its first type (or "(no type)").
+      A company with no type follows the rule of the key "(no type)", when there is one.
     - companies.auto_import_new false: a company in ctx.new_psa_ids["companies"] that its type
       would import is pending (rule "new"); a record rule still applies to it.
     - hg_type: the type rule's HighGround type; for `map` without one, the existing company's
@@ -193,8 +194,8 @@ def map_companies(records: Iterable[dict], doc: MappingDocument, ctx: MappingCon
         psa_id = str(rec["psa_id"])
         types = rec.get("types") or ()
         psa_name = rec.get("name")
-        deciding_type, target = _first_rule(types, section.types)
-        psa_type = deciding_type or (types[0] if types else None)
+        deciding_type, target = _first_rule(types or (NO_TYPE,), section.types)
+        psa_type = (deciding_type or types[0]) if types else None
         group = psa_type or NO_TYPE
         if rec.get("deleted"):
             out.skip(psa_id, IGNORED, "deleted in the PSA", "default", group)
@@ -254,6 +255,7 @@ def map_contacts(
       existence is not checked.
     - Then the type rule: the first of the contact's `types` with a rule (import | ignore).
     - No type with a rule -> pending, grouped under its first type (or "(no type)").
+      A contact with no type follows the rule of the key "(no type)", when there is one.
     - contacts.auto_import_new false: a new contact that would be imported by its type is
       pending (rule "new").
     - contact_type = the deciding type (else the first type, else None).
@@ -267,8 +269,8 @@ def map_contacts(
     for rec in records:
         psa_id = str(rec["psa_id"])
         types = rec.get("types") or ()
-        deciding_type, target = _first_rule(types, section.types)
-        contact_type = deciding_type or (types[0] if types else None)
+        deciding_type, target = _first_rule(types or (NO_TYPE,), section.types)
+        contact_type = (deciding_type or types[0]) if types else None
         group = contact_type or NO_TYPE
         if not section.enabled:
             out.skip(psa_id, IGNORED, "contacts are disabled (contacts.enabled is false)", "disabled", group)

@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import quote, quote_plus
 
+from hg_pipeline.mapping.worklist import waiting_phrase
+
 SUBJECT_PREFIX = "[HighGround]"
 REDACTED = "***"
 COUNT_COLUMNS = ("loaded", "inserted", "updated", "soft_deleted", "pending", "ignored")
@@ -112,15 +114,28 @@ def _message(subject: str, body: str, *, sender: str, to: str | Iterable[str]) -
 
 def ready_to_map(
     tenant_id: str, tenant_name: str, counts: Mapping[str, int], mapping_url_hint: str,
-    *, sender: str, to: str | Iterable[str],
+    *, sender: str, to: str | Iterable[str], types_waiting: int | None = None, records_waiting: int | None = None,
 ) -> EmailMessage:
-    """The initial sync is done: the MSP can now map its PSA data."""
+    """The initial sync is done: the MSP can now map its PSA data.
+
+    `types_waiting` / `records_waiting`: the types and categories no rule covers yet and the
+    records waiting for a decision (the initial sync's `mapping_worklist`); None when unknown.
+    """
     rows = [[entity, f"{count:,}"] for entity, count in counts.items()]
+    waiting = []
+    if types_waiting is not None or records_waiting is not None:
+        phrase = waiting_phrase(types_waiting or 0, records_waiting or 0)
+        waiting = [phrase[0].upper() + phrase[1:] + ".", ""]
+    tenant = _header_safe(tenant_id)
     body = "\n".join([
         f"The initial sync for {_tenant(tenant_id, tenant_name)} has finished.",
         "Your PSA data is in HighGround and ready to map.",
         "",
         _table(["entity", "records"], rows) if rows else "(no records were found)",
+        "",
+        *waiting,
+        f"Start from a mapping that names every type and category: hg-pipeline mapping template {tenant} > mapping.yaml",
+        f"See what waits for a decision: hg-pipeline mapping pending {tenant}",
         "",
         f"Map it here: {mapping_url_hint}",
         "Nothing is loaded into the warehouse until the mapping is saved.",

@@ -32,7 +32,8 @@ from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, Re
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.checks import check_specs, run_checks
-from hg_pipeline.orchestration.mapping_stage import run_mapping
+from hg_pipeline.mapping.worklist import unmapped_table
+from hg_pipeline.orchestration.mapping_stage import WORKLIST_ENTITIES, WorklistRun, record_worklist, run_mapping
 from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
@@ -42,6 +43,7 @@ from hg_pipeline.warehouse.staging import RawStager, extract_cursor, mark_vanish
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
 
 EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP = "extract", "map", "load"
+WORKLIST_GROUP = "worklist"  # the initial sync's mapping worklist, outside the full sync's groups
 
 # What each map stage reads besides its own staged records.
 MAP_INPUTS = {"contacts": "companies", "assets": "companies"}
@@ -242,8 +244,42 @@ def _payload_id(payload) -> str | None:
     return None if value is None else str(value)[:64]
 
 
+@asset(
+    name="mapping_worklist",
+    group_name=WORKLIST_GROUP,
+    partitions_def=tenants_partitions,
+    deps=[f"{entity}_raw" for entity in (*REFERENCE_ENTITIES, *WORKLIST_ENTITIES)],
+    kinds={"python"},
+    description="What the MSP still has to map: the staged records run through the mapping in force (an empty "
+                "document before one is stored), decisions recorded for `hg-pipeline mapping pending`.",
+)
+def mapping_worklist(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    tenant_id = context.partition_key
+    try:
+        with _bulk_work():
+            run = record_worklist(warehouse.engine(), tenant_id)
+    except (TenantError, ValueError) as exc:
+        raise _fail(tenant_id, "mapping worklist", exc) from None
+    return MaterializeResult(metadata=_worklist_metadata(tenant_id, run))
+
+
+def _worklist_metadata(tenant_id: str, run: WorklistRun) -> dict:
+    worklist = run.worklist
+    total = sum(sum(outcomes.values()) for outcomes in run.outcomes.values())
+    waiting = worklist.records_waiting
+    return {
+        "tenant": tenant_id,
+        "mapping": f"version {run.version}" if run.version else "none stored (an empty document)",
+        "types_waiting": len(worklist.unmapped),
+        "records_waiting": waiting,
+        **{f"{entity}_waiting": sum(worklist.pending.get(entity, {}).values()) for entity in run.outcomes},
+        "coverage_pct": MetadataValue.float(round(100.0 * (total - waiting) / total, 1) if total else 100.0),
+        "unmapped": MetadataValue.md(unmapped_table(worklist)),
+    }
+
+
 reference_assets = [extract_asset(entity) for entity in REFERENCE_ENTITIES]
 entity_assets = [
     stage(entity) for entity in LOADED_ENTITIES for stage in (extract_asset, map_asset, load_asset)
 ]
-all_assets = [*reference_assets, *entity_assets]
+all_assets = [*reference_assets, *entity_assets, mapping_worklist]

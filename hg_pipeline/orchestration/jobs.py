@@ -38,8 +38,11 @@ def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
         tags[PSA_HOST_TAG] = host
     return tags
 
-# What the MSP needs in order to map: the type lists, the categories, members and companies.
-INITIAL_ASSETS = [f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "members")]
+# What the MSP needs in order to map: the type lists, the categories, companies, contacts,
+# products and members (the records behind each type and category), then the worklist of
+# what no rule covers yet. Assets are not needed to map.
+INITIAL_ASSETS = [*(f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "contacts", "products", "members")),
+                  "mapping_worklist"]
 
 NIGHTLY_OPS_CONFIG = {f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES)}
 
@@ -48,7 +51,8 @@ initial_sync_job = define_asset_job(
     selection=AssetSelection.assets(*INITIAL_ASSETS),
     partitions_def=tenants_partitions,
     tags={KIND_TAG: "initial"},
-    description="Pulls the reference data the MSP maps (types, categories, members, companies).",
+    description="Pulls what the MSP maps (types, categories, companies, contacts, products, members) and "
+                "lists what no rule covers yet (mapping_worklist).",
 )
 
 full_sync_job = define_asset_job(

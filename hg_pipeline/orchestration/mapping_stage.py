@@ -1,44 +1,67 @@
-"""The map stage outside Dagster: staged records + the mapping in force -> MappingResult.
+"""The map stage outside Dagster: staged records + a mapping -> MappingResult.
 
-Also records every decision in `mapping_decisions`, which `mapping pending` reads.
+Every mapping run records its decisions in `mapping_decisions`, which `mapping pending`
+reads. Two callers: the map stages (`run_mapping`, the stored mapping in force, which they
+require) and the initial sync's worklist (`record_worklist`, the stored mapping or, when
+none is stored yet, an empty document).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
+from hg_pipeline.entities import REFERENCE_ENTITIES
 from hg_pipeline.mapping.categories import CategoryTree
-from hg_pipeline.mapping.document import parse_document
-from hg_pipeline.mapping.engine import MappingContext, MappingResult, map_entity
+from hg_pipeline.mapping.document import MappingDocument, parse_document
+from hg_pipeline.mapping.engine import PENDING, MappingContext, MappingResult, map_entity
+from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
 from hg_pipeline.warehouse.bulk import copy_rows, qualified
 from hg_pipeline.warehouse.load import tenant_category_rows
-from hg_pipeline.warehouse.mappings import current_mapping
-from hg_pipeline.warehouse.staging import quarantine_records, staged_records
+from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping
+from hg_pipeline.warehouse.staging import StagedRecord, quarantine_records, staged_records
 from hg_pipeline.warehouse.tables import companies, mapping_decisions
 from hg_pipeline.warehouse.tenants import get_tenant
+
+# What the initial sync extracts and its worklist maps (assets are not needed to map).
+WORKLIST_ENTITIES = ("companies", "contacts", "products", "members")
+# The records a type or category is counted on.
+COUNTED_ENTITIES = ("companies", "contacts", "products")
+NO_GROUP = "(none)"
 
 
 @dataclass
 class MappedEntity:
     result: MappingResult
-    version: int  # the mapping version applied
+    version: int | None  # the mapping version applied; None: no mapping stored, an empty document
     category_ids: set[str]  # every category id the tenant's tree holds
     quarantined: int  # records pointing at a company the PSA does not have
 
 
 def run_mapping(engine: Engine, tenant_id: str, entity: str,
                 upstream: MappingResult | None = None, *, run_id: str | None = None) -> MappedEntity:
+    """The map stage: the stored mapping in force, required ("no mapping, no full sync")."""
     get_tenant(engine, tenant_id)
     stored = current_mapping(engine, tenant_id)
     if stored is None:
         raise ValueError(f"tenant {tenant_id} has no mapping yet: import one with "
                          f"`hg-pipeline mapping import {tenant_id} FILE`")
-    document = parse_document(stored.document)
-    staged = staged_records(engine, tenant_id, entity)
-    new_ids = {s.psa_id for s in staged if _utc(s.first_seen_at) > stored.created_at}
+    return map_and_record(engine, tenant_id, entity, stored, upstream, run_id=run_id)
+
+
+def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMapping | None,
+                   upstream: MappingResult | None = None, *, run_id: str | None = None,
+                   staged: list[StagedRecord] | None = None, quarantine: bool = True) -> MappedEntity:
+    """Maps the staged records of `entity` with `stored` (None: an empty document) and records
+    every decision. With `quarantine`, records pointing at a company the PSA does not have go
+    to `quarantine` too (the map stages do it; the worklist leaves it to them)."""
+    document = _document(stored)
+    if staged is None:
+        staged = staged_records(engine, tenant_id, entity)
+    new_ids = {s.psa_id for s in staged if _utc(s.first_seen_at) > stored.created_at} if stored else set()
     tree = _category_tree(engine, tenant_id)
     context = MappingContext(
         tenant_id=tenant_id,
@@ -51,15 +74,82 @@ def run_mapping(engine: Engine, tenant_id: str, entity: str,
         categories = [s.record for s in staged_records(engine, tenant_id, "product_categories")]
     result = map_entity(entity, [s.record for s in staged], document, context,
                         companies=upstream, categories=categories)
-    _record_decisions(engine, tenant_id, entity, result, stored.version)
-    orphans = [d for d in result.decisions if d.rule == "unknown_parent"]
+    version = stored.version if stored else None
+    _record_decisions(engine, tenant_id, entity, result, version)
+    orphans = [d for d in result.decisions if d.rule == "unknown_parent"] if quarantine else []
     if orphans:
         payloads = {s.psa_id: s.record for s in staged}
         with engine.begin() as conn:
             quarantine_records(conn, tenant_id, entity,
                                [(d.psa_id, d.reason, payloads.get(d.psa_id)) for d in orphans],
                                run_id, datetime.now(timezone.utc))
-    return MappedEntity(result, stored.version, {tree.id_of(path) for path in tree.paths()}, len(orphans))
+    return MappedEntity(result, version, {tree.id_of(path) for path in tree.paths()}, len(orphans))
+
+
+def _document(stored: StoredMapping | None) -> MappingDocument:
+    return parse_document(stored.document) if stored else MappingDocument()
+
+
+# --- the worklist -----------------------------------------------------------------------
+
+
+@dataclass
+class WorklistRun:
+    worklist: Worklist
+    version: int | None  # the mapping version applied; None: none stored
+    outcomes: dict[str, Counter]  # entity -> outcome -> records
+
+
+def record_worklist(engine: Engine, tenant_id: str) -> WorklistRun:
+    """Maps what the initial sync staged with the mapping in force (an empty document when
+    none is stored: every type and category pending), records the decisions like a map stage,
+    and says what waits for a decision."""
+    get_tenant(engine, tenant_id)
+    stored = current_mapping(engine, tenant_id)
+    staged: dict[str, list[StagedRecord]] = {}
+    results: dict[str, MappingResult] = {}
+    for entity in WORKLIST_ENTITIES:
+        staged[entity] = staged_records(engine, tenant_id, entity)
+        upstream = results["companies"] if entity == "contacts" else None
+        results[entity] = map_and_record(engine, tenant_id, entity, stored, upstream,
+                                         staged=staged[entity], quarantine=False).result
+    pending = {entity: Counter(d.group or NO_GROUP for d in result.decisions if d.outcome == PENDING)
+               for entity, result in results.items()}
+    choices = psa_choices(_reference_lists(engine, tenant_id),
+                          {e: [s.record for s in staged[e]] for e in COUNTED_ENTITIES})
+    return WorklistRun(
+        worklist=build_worklist(_document(stored), choices, pending),
+        version=stored.version if stored else None,
+        outcomes={entity: Counter(d.outcome for d in result.decisions) for entity, result in results.items()},
+    )
+
+
+@dataclass
+class TenantWorklist:
+    worklist: Worklist
+    version: int | None  # the mapping version in force; None: none stored
+    decided_with: set[int | None]  # the mapping versions the recorded decisions were made with
+    staged: bool  # anything staged at all (the initial sync ran)
+
+
+def read_worklist(engine: Engine, tenant_id: str) -> TenantWorklist:
+    """What waits for a decision now (for `mapping pending`): the staged types and categories
+    that no rule of the mapping in force covers, and the records the last mapping run (map
+    stage or worklist) left pending."""
+    get_tenant(engine, tenant_id)
+    stored = current_mapping(engine, tenant_id)
+    reference = _reference_lists(engine, tenant_id)
+    records = {e: [s.record for s in staged_records(engine, tenant_id, e)] for e in COUNTED_ENTITIES}
+    with engine.connect() as conn:
+        versions = set(conn.scalars(select(mapping_decisions.c.mapping_version).distinct().where(
+            mapping_decisions.c.tenant_id == tenant_id)))
+    worklist = build_worklist(_document(stored), psa_choices(reference, records), pending_summary(engine, tenant_id))
+    staged = any(reference.values()) or any(records.values())
+    return TenantWorklist(worklist, stored.version if stored else None, versions, staged)
+
+
+def _reference_lists(engine: Engine, tenant_id: str) -> dict[str, list[dict]]:
+    return {entity: [s.record for s in staged_records(engine, tenant_id, entity)] for entity in REFERENCE_ENTITIES}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -78,7 +168,8 @@ def _category_tree(engine: Engine, tenant_id: str) -> CategoryTree:
     return CategoryTree(custom_paths=custom, tenant_id=tenant_id)
 
 
-def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: MappingResult, version: int) -> None:
+def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: MappingResult,
+                      version: int | None) -> None:
     """Store the decisions that changed since the last map stage (a remap usually changes few)."""
     now = datetime.now(timezone.utc)
     t = mapping_decisions
@@ -105,8 +196,6 @@ def mapping_targets(engine: Engine, tenant_id: str) -> tuple[set[str], set[str]]
 
 def pending_summary(engine: Engine, tenant_id: str) -> dict[str, dict[str, int]]:
     """entity -> group (type or category) -> number of pending records, from the last map stage."""
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         rows = conn.execute(
             select(mapping_decisions.c.entity, mapping_decisions.c.group_key, func.count())
@@ -116,5 +205,5 @@ def pending_summary(engine: Engine, tenant_id: str) -> dict[str, dict[str, int]]
         ).all()
     summary: dict[str, dict[str, int]] = {}
     for entity, group, count in rows:
-        summary.setdefault(entity, {})[group or "(none)"] = count
+        summary.setdefault(entity, {})[group or NO_GROUP] = count
     return summary

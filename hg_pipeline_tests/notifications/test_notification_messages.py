@@ -117,3 +117,23 @@ def test_newlines_in_tenant_names_cannot_inject_headers():
     message = sync_failed("acme", "Acme\r\nBcc: evil@example.com", "full", "load", "x", **ADDRESSES)
     assert message["Bcc"] is None
     assert "\n" not in message["Subject"]
+
+
+def test_ready_to_map_says_what_waits_and_names_the_template_and_pending_commands():
+    message = ready_to_map("acme", "Acme IT", {"companies": 40, "contacts": 150}, "https://hg.example/map/acme",
+                           types_waiting=33, records_waiting=1250, **ADDRESSES)
+    body = message.get_content()
+    assert message["Subject"] == "[HighGround] Acme IT (acme): data ready to map"
+    assert "33 types and categories and 1,250 records wait for a decision." in body.splitlines()
+    assert "hg-pipeline mapping template acme > mapping.yaml" in body
+    assert "hg-pipeline mapping pending acme" in body
+    assert "Map it here: https://hg.example/map/acme" in body
+
+    one = ready_to_map("acme", "Acme IT", {}, "x", types_waiting=1, records_waiting=0, **ADDRESSES).get_content()
+    assert "1 type or category waits for a decision." in one.splitlines()
+    done = ready_to_map("acme", "Acme IT", {}, "x", types_waiting=0, records_waiting=0, **ADDRESSES).get_content()
+    assert "Nothing waits for a decision." in done.splitlines()
+    # an initial run without a worklist (e.g. from an older release): no count, the commands still
+    unknown = ready_to_map("acme", "Acme IT", {"companies": 40}, "x", **ADDRESSES).get_content()
+    assert not any(line.endswith("for a decision.") for line in unknown.splitlines())
+    assert "hg-pipeline mapping template acme" in unknown

@@ -27,13 +27,14 @@ def test_initial_sync_pulls_only_what_mapping_needs(warehouse, pg_url, instance,
     with warehouse.connect() as conn:
         kinds = {row[0] for row in conn.execute(select(raw_records.c.entity).distinct())}
         run = conn.execute(select(sync_runs.c.kind, sync_runs.c.status)).one()
-    assert kinds == {"company_types", "contact_types", "product_categories", "companies", "members"}
+    # what the MSP maps, and the records behind each type and category; no configurations
+    assert kinds == {"company_types", "contact_types", "product_categories", "companies", "contacts", "products",
+                     "members"}
     assert tuple(run) == ("initial", "success")
-    assert set(simulator.requests_by_path) <= {
-        "/company/companies/types", "/company/contacts/types", "/procurement/categories",
-        "/procurement/subcategories", "/company/companies", "/system/members",
-        "/company/companies/types/count", "/company/contacts/types/count", "/procurement/categories/count",
-        "/procurement/subcategories/count", "/company/companies/count", "/system/members/count"}
+    paths = ("/company/companies/types", "/company/contacts/types", "/procurement/categories",
+             "/procurement/subcategories", "/company/companies", "/company/contacts", "/procurement/catalog",
+             "/system/members")
+    assert set(simulator.requests_by_path) <= {*paths, *(f"{path}/count" for path in paths)}
     assert live_counts(warehouse, tenant) == dict.fromkeys(live_counts(warehouse, tenant), 0)
     types = {r.record["name"] for r in staged_records(warehouse, tenant, "company_types")}
     assert {"Customer", "Prospect", "Vendor"} <= types
