@@ -16,8 +16,9 @@ from pathlib import Path
 from hg_pipeline.warehouse import db
 
 
-# Quiet by default so that a failure is one line; HG_LOG_LEVEL=INFO shows Dagster's and the connectors' logs.
-LOG_LEVEL = os.environ.get("HG_LOG_LEVEL", "CRITICAL").upper()
+# Quiet by default so that a failure is one line; --verbose (or HG_LOG_LEVEL=INFO/DEBUG) shows
+# Dagster's, great-expectations' and the connectors' logs.
+QUIET, VERBOSE = "CRITICAL", "INFO"
 
 
 class InputError(ValueError):
@@ -26,7 +27,11 @@ class InputError(ValueError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=LOG_LEVEL, format="%(levelname)s %(name)s: %(message)s")
+    args.log_level = log_level(args)
+    handler = logging.StreamHandler()
+    handler.setLevel(args.log_level)  # libraries that set their own logger level stay quiet too
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", handlers=[handler],
+                        force=True)
     args.database_url_given = hasattr(args, "database_url")
     if not args.database_url_given:
         args.database_url = db.default_database_url()
@@ -37,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def log_level(args) -> str:
+    if getattr(args, "verbose", False):
+        return os.environ.get("HG_LOG_LEVEL", VERBOSE).upper()
+    return os.environ.get("HG_LOG_LEVEL", QUIET).upper()
+
+
+def run_log_level(args) -> str:
+    """Dagster logs a run's events (step starts, materializations, RUN_SUCCESS) at DEBUG."""
+    return "DEBUG" if getattr(args, "verbose", False) and "HG_LOG_LEVEL" not in os.environ else args.log_level
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
@@ -282,10 +298,14 @@ def cmd_sync(args) -> int:
 
     kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
     _engine(args)
-    outcome = run_sync(args.database_url, args.tenant, kind, log_level=LOG_LEVEL)
+    outcome = run_sync(args.database_url, args.tenant, kind, log_level=run_log_level(args))
     print(format_outcome(outcome))
     if not outcome.success:
-        print(f"hg-pipeline: {kind} sync failed at step {outcome.failed_step}: {outcome.reason}", file=sys.stderr)
+        reason = outcome.reason or "the run failed"
+        if not reason.startswith(f"tenant {args.tenant}:"):  # the stages' own reasons name tenant and step
+            where = f" at step {outcome.failed_step}" if outcome.failed_step else ""
+            reason = f"{kind} sync of {args.tenant} failed{where}: {reason}"
+        print(f"hg-pipeline: {reason}", file=sys.stderr)
         return 2
     return 0
 
@@ -338,7 +358,7 @@ def cmd_simulate(args) -> None:
 def cmd_demo(args) -> int:
     from hg_pipeline.demo import run_demo
 
-    return run_demo(args.database_url, port=args.port)
+    return run_demo(args.database_url, port=args.port, log_level=run_log_level(args))
 
 
 def cmd_bench(args) -> None:
@@ -351,6 +371,8 @@ def cmd_bench(args) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show Dagster's and the libraries' log lines (quiet by default)")
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="SQLAlchemy URL of the warehouse (default: $HG_DATABASE_URL, else ./.hg/warehouse.db)")
     parser = argparse.ArgumentParser(prog="hg-pipeline", parents=[common],

@@ -19,7 +19,7 @@ DEMO_TENANT = "demo-msp"
 DEMO_ENV = {key: f"HG_DEMO_CW_{key.upper()}" for key in DEMO_CREDENTIALS}
 
 
-def run_demo(database_url: str, *, port: int = 8101) -> int:
+def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL") -> int:
     from hg_pipeline.cli import format_outcome
     from hg_pipeline.orchestration.run import run_sync
 
@@ -34,7 +34,7 @@ def run_demo(database_url: str, *, port: int = 8101) -> int:
         if current_mapping(engine, DEMO_TENANT) is None:
             store_mapping(engine, DEMO_TENANT, default_document())
             print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
-        outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=os.environ.get("HG_LOG_LEVEL", "WARNING"))
+        outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=log_level)
     print(format_outcome(outcome))
     if not outcome.success:
         print(f"demo sync failed at {outcome.failed_step}: {outcome.reason}")
@@ -42,10 +42,11 @@ def run_demo(database_url: str, *, port: int = 8101) -> int:
     print("\nrows in the warehouse " + db.safe_url(database_url) + ":")
     for entity, count in live_counts(engine, DEMO_TENANT).items():
         print(f"  {entity:<10} {count:>6}")
-    home = os.environ["DAGSTER_HOME"]
     print(
-        "\nSee the runs, the asset graph and every materialization in the Dagster UI:\n"
-        f"  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   # then open http://127.0.0.1:3000\n"
+        "\nSee the runs, the asset graph and every materialization in the Dagster UI (from this folder;\n"
+        "its .env points Dagster at the same home, " + os.environ["DAGSTER_HOME"] + "):\n"
+        "  .venv/bin/dagster dev -w workspace.yaml     # then open http://127.0.0.1:3000\n"
+        "Nothing starts on its own there: the demo's sync already brought the data and applied the mapping.\n"
         "To launch syncs from the UI, keep a simulator running in another terminal:\n"
         f"  .venv/bin/hg-pipeline simulate connectwise --port {port or 8101}\n"
         + "".join(f"  export {var}={DEMO_CREDENTIALS[key]}\n" for key, var in DEMO_ENV.items())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from hg_pipeline.cli import main
@@ -71,3 +75,19 @@ def test_unreachable_psa_exits_2_and_keeps_rows(cli, warehouse, monkeypatch):
     assert code == 2 and err.count("\n") == 1
     assert "PSA unreachable" in err and "acme" in err
     assert live_counts(warehouse, "acme") == loaded
+
+
+def test_a_sync_is_quiet_unless_verbose(cli, warehouse, tmp_path, pg_url):
+    """A bare DAGSTER_HOME gets the project's settings: no telemetry banner, no library INFO lines;
+    --verbose shows Dagster's and the libraries' logs."""
+    with ConnectWiseSimulator(generate("small", seed=1)) as sim:
+        assert cli("tenant", "add", "acme", "--source", "connectwise", "--base-url", sim.base_url, *CREDENTIAL_ARGS)[0] == 0
+        store_mapping(warehouse, "acme", TEST_MAPPING)
+        code, out, err = cli("sync", "acme", "--full")
+        assert code == 0 and err == ""
+        assert out.startswith("full sync of acme: success") and "Welcome to Dagster" not in out + err
+        assert "INFO" not in out and "great_expectations" not in out
+        assert (tmp_path / "dagster" / "dagster.yaml").exists()
+    verbose = subprocess.run([str(Path(sys.executable).parent / "hg-pipeline"), "sync", "acme", "--remap", "--verbose",
+                              "--database-url", pg_url], capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 0 and "RUN_SUCCESS" in verbose.stderr and "great_expectations" in verbose.stderr
