@@ -332,10 +332,11 @@ def format_outcome(outcome) -> str:
     if worklist and "types_waiting" in worklist:
         from hg_pipeline.mapping.worklist import waiting_phrase
 
-        lines.append(f"tenant {outcome.tenant_id}: "
-                     f"{waiting_phrase(worklist['types_waiting'], worklist.get('records_waiting', 0))}: "
-                     f"`hg-pipeline mapping pending {outcome.tenant_id}` lists them, "
-                     f"`hg-pipeline mapping template {outcome.tenant_id}` writes a starter mapping")
+        waiting = waiting_phrase(worklist["types_waiting"], worklist.get("records_waiting", 0))
+        if worklist["types_waiting"] or worklist.get("records_waiting"):
+            waiting += (f": `hg-pipeline mapping pending {outcome.tenant_id}` lists them, "
+                        f"`hg-pipeline mapping template {outcome.tenant_id}` writes a starter mapping")
+        lines.append(f"tenant {outcome.tenant_id}: {waiting}")
     return "\n".join(lines)
 
 

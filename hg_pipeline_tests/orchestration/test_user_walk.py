@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 
-from hg_pipeline.cli import main
+from hg_pipeline.cli import format_outcome, main
+from hg_pipeline.orchestration.run import SyncOutcome
 from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS
 
 TENANT = "acme"
@@ -127,3 +128,17 @@ def test_a_new_msp_sees_what_to_map_right_after_the_initial_sync(cli, simulator,
 
     assert "full sync of acme: success" in cli("sync", TENANT, "--full")
     assert cli("mapping", "pending", TENANT) == "tenant acme: nothing waits for a decision (mapping version 1)\n"
+
+
+def test_the_initial_sync_summary_ends_with_what_waits():
+    def last_line(types: int, records: int) -> str:
+        stages = {"members_raw": {"received": 12}, "mapping_worklist": {"types_waiting": types,
+                                                                         "records_waiting": records}}
+        return format_outcome(SyncOutcome(TENANT, "initial", "run-1", True, 1.0, stages=stages)).splitlines()[-1]
+
+    assert last_line(2, 1) == ("tenant acme: 2 types and categories and 1 record wait for a decision: "
+                               "`hg-pipeline mapping pending acme` lists them, "
+                               "`hg-pipeline mapping template acme` writes a starter mapping")
+    assert last_line(0, 0) == "tenant acme: nothing waits for a decision"
+    full = SyncOutcome(TENANT, "full", "run-2", True, 1.0, stages={"members_raw": {"received": 12}})
+    assert "wait" not in format_outcome(full)
