@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from hg_pipeline import secrets
 from hg_pipeline.warehouse import db
 
 
@@ -32,16 +33,29 @@ def main(argv: list[str] | None = None) -> int:
     handler.setLevel(args.log_level)  # libraries that set their own logger level stay quiet too
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", handlers=[handler],
                         force=True)
+    secrets.install_log_scrubbing()
     args.database_url_given = hasattr(args, "database_url")
     if not args.database_url_given:
         args.database_url = db.default_database_url()
     try:
         return args.handler(args) or 0
     except _input_errors() as exc:
-        print(f"hg-pipeline: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from hg_pipeline.warehouse import outage
+
+        if not outage.is_warehouse_error(exc):
+            raise
+        fail(outage.describe(exc, args.database_url))  # it stopped answering: one line, no traceback
+        return 2
+
+
+def fail(message: str) -> None:
+    """The command's one line on stderr, every secret scrubbed."""
+    print(f"hg-pipeline: {secrets.scrub(message)}", file=sys.stderr)
 
 
 def log_level(args) -> str:
@@ -58,10 +72,12 @@ def run_log_level(args) -> str:
 def _input_errors() -> tuple[type[Exception], ...]:
     from hg_pipeline.connectors import CredentialError, PsaError
     from hg_pipeline.mapping.document import MappingError
+    from hg_pipeline.warehouse.outage import WarehouseUnreachable
     from hg_pipeline.warehouse.load import LoadError
     from hg_pipeline.warehouse.tenants import TenantError
 
-    return InputError, TenantError, MappingError, CredentialError, db.DatabaseError, PsaError, LoadError, OSError
+    return (InputError, TenantError, MappingError, CredentialError, db.DatabaseError, PsaError, LoadError, OSError,
+            WarehouseUnreachable)
 
 
 def _engine(args, *, upgraded: bool = True):
@@ -201,9 +217,9 @@ def _store_mapping_checked(engine, tenant_id: str, text: str, label: str, *, for
     except MappingError as exc:
         if len(exc.problems) == 1:
             raise InputError(f"{label}: {exc}; nothing stored") from None
-        print(f"hg-pipeline: {label}: {len(exc.problems)} problems; nothing stored", file=sys.stderr)
+        fail(f"{label}: {len(exc.problems)} problems; nothing stored")
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {secrets.scrub(problem)}", file=sys.stderr)
         return 2
     impact = mapping_impact(engine, tenant_id, document)
     accepted = None
@@ -294,10 +310,13 @@ def cmd_mapping_details(args) -> None:
 # --- sync -------------------------------------------------------------------------------
 
 def cmd_sync(args) -> int:
-    from hg_pipeline.orchestration.run import run_sync
+    from hg_pipeline.orchestration.run import NOTHING_DONE, run_sync
+
+    from hg_pipeline.warehouse import outage
 
     kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
-    _engine(args)
+    with outage.reported(args.tenant, args.database_url, NOTHING_DONE):
+        _engine(args)
     outcome = run_sync(args.database_url, args.tenant, kind, log_level=run_log_level(args))
     print(format_outcome(outcome))
     if not outcome.success:
@@ -305,7 +324,7 @@ def cmd_sync(args) -> int:
         if not reason.startswith(f"tenant {args.tenant}:"):  # the stages' own reasons name tenant and step
             where = f" at step {outcome.failed_step}" if outcome.failed_step else ""
             reason = f"{kind} sync of {args.tenant} failed{where}: {reason}"
-        print(f"hg-pipeline: {reason}", file=sys.stderr)
+        fail(reason)
         return 2
     return 0
 

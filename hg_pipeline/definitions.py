@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from hg_pipeline import secrets
 from hg_pipeline.orchestration.assets import all_assets
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND
 from hg_pipeline.orchestration.notify import notification_sensors
@@ -25,4 +26,5 @@ def build_definitions(resources: dict | None = None) -> Definitions:
     )
 
 
+secrets.install_log_scrubbing()  # no credential in any log record of a process that loads this location
 defs = build_definitions()

@@ -1,7 +1,10 @@
 """Credential references (`env:NAME`) and their resolution.
 
-Tenants store references to secrets, never secrets. Errors name the key and the
-environment variable, never a value.
+Tenants store references to secrets, never secrets. Errors name the key (or, for something
+that may not be a key, the argument's position) and the expected form, never what was typed
+after the key: a user who pastes a value where a reference belongs must not see it echoed.
+Every resolved value is registered with `hg_pipeline.secrets`, so it is scrubbed from every
+message, log line and event from then on.
 """
 
 from __future__ import annotations
@@ -10,8 +13,14 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
+from hg_pipeline import secrets
+
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Every credential key of the contract (section 1); only these are named in an error.
+KNOWN_KEYS = frozenset({"company_id", "public_key", "private_key", "client_id", "client_secret", "tenant",
+                        "username", "secret", "integration_code"})
+EXPECTED = "expected KEY=env:VAR, e.g. private_key=env:CW_PRIVATE"
 
 
 class CredentialError(ValueError):
@@ -21,24 +30,27 @@ class CredentialError(ValueError):
 def parse_reference(key: str, ref: str) -> str:
     """The environment variable named by `ref` ("env:NAME")."""
     if not isinstance(ref, str) or not ref.startswith("env:"):
-        raise CredentialError(f"credential {key}: reference must look like env:NAME")
+        raise CredentialError(f"credential {key}: expected a reference env:VAR (the environment variable "
+                              "that holds the value), not the value itself")
     name = ref[len("env:"):]
     if not _ENV_NAME.fullmatch(name):
-        raise CredentialError(f"credential {key}: {name!r} is not a valid environment variable name")
+        raise CredentialError(f"credential {key}: the name after env: must be letters, digits and _ "
+                              "and must not start with a digit")
     return name
 
 
 def parse_credential_args(args: Iterable[str]) -> dict[str, str]:
     """["company_id=env:CW_COMPANY", ...] -> {"company_id": "env:CW_COMPANY", ...}."""
     refs: dict[str, str] = {}
-    for arg in args:
+    for number, arg in enumerate(args, start=1):
         key, sep, ref = arg.partition("=")
         key = key.strip()
         if not sep or not _KEY.fullmatch(key):
-            raise CredentialError(f"credential {arg.partition('=')[0]!r}: expected KEY=env:VAR")
+            raise CredentialError(f"credential argument {number}: {EXPECTED}")
+        named = key if key in KNOWN_KEYS else f"argument {number}"
         if key in refs:
-            raise CredentialError(f"credential {key}: given twice")
-        parse_reference(key, ref.strip())
+            raise CredentialError(f"credential {named}: given twice")
+        parse_reference(named, ref.strip())
         refs[key] = ref.strip()
     return refs
 
@@ -61,4 +73,5 @@ def resolve_credentials(
         if value is None or value == "":
             raise CredentialError(f"credential {key}: environment variable {name} is not set")
         values[key] = value
+    secrets.register(*values.values())
     return values

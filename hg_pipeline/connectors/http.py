@@ -22,6 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, HTTPError, ReadTimeoutError
 
+from hg_pipeline.secrets import register_basic, register_headers, scrub as scrub_secrets
+
 log = logging.getLogger("hg_pipeline.connectors")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -194,6 +196,9 @@ class PsaHttp:
         self.session.headers.update(headers or {})
         if auth is not None:
             self.session.auth = auth
+        register_headers(headers or {})  # what a PSA may echo back in an error body
+        if auth is not None:
+            register_basic(*auth)
 
     def close(self) -> None:
         self.session.close()
@@ -330,7 +335,7 @@ class PsaHttp:
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return " ".join(text.split())
+        return " ".join(scrub_secrets(text).split())
 
 
 def _content_length(response: requests.Response) -> int | None:

@@ -11,41 +11,26 @@ import re
 from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from urllib.parse import quote, quote_plus
 
+from hg_pipeline import secrets
 from hg_pipeline.mapping.worklist import waiting_phrase
 
 SUBJECT_PREFIX = "[HighGround]"
-REDACTED = "***"
+REDACTED = secrets.REDACTED
 COUNT_COLUMNS = ("loaded", "inserted", "updated", "soft_deleted", "pending", "ignored")
 MAX_REASON_CHARS = 300
-
-# scheme://user:password@host -> scheme://***@host
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@")
-# "Authorization: Basic abc==" / "Bearer eyJ..."
-_AUTH_TOKEN = re.compile(r"\b(?P<kind>Basic|Bearer|Token)\s+[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every given secret, URL credentials and auth tokens replaced by `***`.
+def redact(text: str, secret_values: Iterable[str] = ()) -> str:
+    """`text` with every secret this process registered (`hg_pipeline.secrets`), the given
+    `secret_values`, URL credentials and auth tokens replaced by `***`.
 
     Secrets are also matched in their URL-encoded forms; empty secrets are ignored.
     """
-    result = str(text)
-    variants: set[str] = set()
-    for secret in secrets or ():
-        if not secret:
-            continue
-        secret = str(secret)
-        variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
-    for variant in sorted(variants, key=len, reverse=True):  # longest first: no partial leftovers
-        result = result.replace(variant, REDACTED)
-    result = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", result)
-    result = _AUTH_TOKEN.sub(lambda m: f"{m.group('kind')} {REDACTED}", result)
-    return result
+    return secrets.scrub(text, extra=secret_values)
 
 
 def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:

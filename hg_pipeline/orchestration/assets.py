@@ -9,7 +9,9 @@ extract stage: the MSP maps it, nothing loads it.
 """
 
 
+import functools
 import gc
+import inspect
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,9 +27,11 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     Output,
+    RetryRequested,
     asset,
 )
 
+from hg_pipeline import secrets
 from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, RecordError
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
@@ -38,6 +42,7 @@ from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
+from hg_pipeline.warehouse import outage
 from hg_pipeline.warehouse.load import LoadError, load_entity
 from hg_pipeline.warehouse.staging import RawStager, extract_cursor, mark_vanished, quarantine_records
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
@@ -73,9 +78,49 @@ def _bulk_work():
 
 
 def _fail(tenant_id: str, step: str, exc: Exception | str) -> Failure:
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    """The step's one-line Failure, every secret scrubbed (it goes to the event log, the
+    CLI, sync_runs and the failure e-mail)."""
+    lines = str(exc).strip().splitlines()
+    reason = secrets.scrub(lines[0] if lines else type(exc).__name__)
     return Failure(description=f"tenant {tenant_id}: {step} failed: {reason}",
                    metadata={"tenant": tenant_id, "step": step, "reason": reason})
+
+
+@contextmanager
+def _step(tenant_id: str, step: str, warehouse: WarehouseResource):
+    """Whatever a stage raises leaves it as `_fail`'s one line: an exception's own text may
+    hold a secret (a URL with the company id) and Dagster would keep it, trace and all."""
+    try:
+        yield
+    except (Failure, RetryRequested):
+        raise
+    except Exception as exc:  # noqa: BLE001 - turned into the step's one-line failure
+        if outage.is_warehouse_error(exc):
+            rolled_back = "; its changes were rolled back" if outage.is_unreachable(exc) else ""
+            raise _fail(tenant_id, step, outage.describe(exc, warehouse.database_url) + rolled_back) from None
+        kind = "" if type(exc).__module__.startswith("dagster") else f"{type(exc).__name__}: "
+        raise _fail(tenant_id, step, f"{kind}{exc}") from None
+
+
+def _stage(step: str):
+    """Decorates a stage body (asset function, generator or not) with `_step`."""
+
+    def decorate(body):
+        if inspect.isgeneratorfunction(body):
+            @functools.wraps(body)
+            def stage(context: AssetExecutionContext, **kwargs):
+                with _step(context.partition_key, step, kwargs["warehouse"]):
+                    yield from body(context, **kwargs)
+        else:
+            @functools.wraps(body)
+            def stage(context: AssetExecutionContext, **kwargs):
+                with _step(context.partition_key, step, kwargs["warehouse"]):
+                    return body(context, **kwargs)
+        return stage
+
+    return decorate
+
+
 
 
 def extract_asset(entity: str) -> AssetsDefinition:
@@ -86,6 +131,7 @@ def extract_asset(entity: str) -> AssetsDefinition:
         kinds={"python"},
         description=f"{entity} as the PSA returns them, streamed page by page into staging.",
     )
+    @_stage(f"extract {entity}")
     def _extract(context: AssetExecutionContext, config: ExtractConfig, warehouse: WarehouseResource,
                  psa: PsaResource) -> MaterializeResult:
         tenant_id = context.partition_key
@@ -164,6 +210,7 @@ def map_asset(entity: str) -> AssetsDefinition:
     )
     if upstream:
         @asset(**spec, ins={"upstream": AssetIn(key=AssetKey(f"{upstream}_mapped"))})
+        @_stage(f"map {entity}")
         def _map_with(context: AssetExecutionContext, config: MapConfig, warehouse: WarehouseResource,
                       upstream: MappingResult):
             yield from _map(context, config, warehouse, entity, upstream)
@@ -171,6 +218,7 @@ def map_asset(entity: str) -> AssetsDefinition:
         return _map_with
 
     @asset(**spec)
+    @_stage(f"map {entity}")
     def _map_alone(context: AssetExecutionContext, config: MapConfig, warehouse: WarehouseResource):
         yield from _map(context, config, warehouse, entity, None)
 
@@ -218,6 +266,7 @@ def load_asset(entity: str) -> AssetsDefinition:
         kinds={"postgres"},
         description=f"HighGround {entity}: the mapped set merged into the warehouse in one transaction.",
     )
+    @_stage(f"load {entity}")
     def _load(context: AssetExecutionContext, warehouse: WarehouseResource, mapped: MappingResult) -> MaterializeResult:
         tenant_id = context.partition_key
         try:
@@ -253,6 +302,7 @@ def _payload_id(payload) -> str | None:
     description="What the MSP still has to map: the staged records run through the mapping in force (an empty "
                 "document before one is stored), decisions recorded for `hg-pipeline mapping pending`.",
 )
+@_stage("mapping worklist")
 def mapping_worklist(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     tenant_id = context.partition_key
     try:

@@ -20,7 +20,10 @@ def psa_host(base_url: str | None) -> str | None:
     """'host:port' of a PSA base URL (the unit its rate limit applies to); None without a URL."""
     if not base_url:
         return None
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:  # e.g. an unclosed "[": the sync itself fails on it, with one line
+        return None
     if not parts.hostname:
         return None
     try:

@@ -49,6 +49,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hg_pipeline.connectors.credentials import resolve_credentials
+from hg_pipeline.secrets import scrub
 from hg_pipeline.entities import ALL_ENTITIES, LOADED_ENTITIES
 from hg_pipeline.notifications import (
     SmtpSettings,
@@ -193,8 +194,8 @@ def record_sync_run(engine: Engine, sync: SyncRun, status: str, *, summary: dict
     values = {"status": status}
     if status != "running":
         values["finished_at"] = sync.finished_at or datetime.now(timezone.utc)
-        values["summary"] = json.dumps(summary or {})
-        values["error"] = error
+        values["summary"] = scrub(json.dumps(summary or {}))
+        values["error"] = None if error is None else scrub(error)
         if status == "success":
             values["mapping_version"] = applied_mapping_version(sync.kind, summary or {})
     with engine.begin() as conn:
@@ -220,6 +221,28 @@ def record_sync_run(engine: Engine, sync: SyncRun, status: str, *, summary: dict
     with engine.begin() as conn:
         conn.execute(update(sync_runs).where(sync_runs.c.id == row.id, sync_runs.c.status == "running")
                      .values(**values))
+
+
+def record_finished_run(instance: DagsterInstance, engine: Engine, run: DagsterRun, log=None) -> bool:
+    """Finish the sync_runs row of a run Dagster knows as finished, from its events, as the run
+    status sensors do (without their e-mails). For a run whose own process could not (the
+    warehouse was gone) when no sensor has yet; see `run_guard.sweep_abandoned`. False when
+    `run` is no sync or not finished."""
+    sync = sync_run_of(instance, run)
+    status = {DagsterRunStatus.SUCCESS: "success", DagsterRunStatus.FAILURE: "failure",
+              DagsterRunStatus.CANCELED: "canceled"}.get(run.status)
+    if sync is None or status is None:
+        return False
+    report = read_run(instance, sync.run_id)
+    error = None
+    if status == "failure":
+        ended = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        _, reason = report.failure(ended[-1].message if ended else None)
+        error = redact(f"{report.failed_step or 'run'}: {reason}", _tenant_secrets(engine, sync.tenant_id))
+    elif status == "canceled":
+        error = "canceled"
+    record_sync_run(engine, sync, status, summary=report.stages, error=error, log=log)
+    return True
 
 
 # --------------------------------------------------------------------------- e-mail

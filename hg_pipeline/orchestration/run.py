@@ -1,24 +1,38 @@
-"""Running a sync for one tenant in this process (the `hg-pipeline sync` command)."""
+"""Running a sync for one tenant in this process (the `hg-pipeline sync` command).
+
+A warehouse that stops answering never escapes as a traceback: `run_sync` raises
+`outage.WarehouseUnreachable`, whose message is the command's one line. The Dagster run then ends
+FAILURE; its `sync_runs` row is finished by this process when the warehouse comes back within
+`FINISH_RETRY_SECONDS`, else it stays `running` with its run-alive lock gone (the lock dies
+with its connection or this process), and the next sync of the tenant or the
+`abandoned_runs` sensor records the run's outcome (`run_guard.sweep_abandoned`).
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus
 from sqlalchemy import Engine, update
 
+from hg_pipeline import secrets
 from hg_pipeline.orchestration.home import dagster_instance
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, NIGHTLY_OPS_CONFIG, sync_tags
 from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, psa_resource, warehouse_resource
-from hg_pipeline.warehouse import db, locks
+from hg_pipeline.warehouse import db, locks, outage
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import get_tenant
+
+FINISH_RETRY_SECONDS = 15.0  # how long a finished run waits for the warehouse to record it
+ROLLED_BACK = "the sync's unfinished changes were rolled back"
+NOTHING_DONE = "nothing was synced"
+
 
 @dataclass
 class SyncOutcome:
@@ -38,7 +52,8 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
 
     Without `instance`, the instance of $DAGSTER_HOME is opened (and closed) for this run.
     """
-    tenant = get_tenant(db.connect(database_url), tenant_id)  # unknown tenant -> TenantError before anything runs
+    with outage.reported(tenant_id, database_url, NOTHING_DONE):
+        tenant = get_tenant(db.connect(database_url), tenant_id)  # unknown tenant -> TenantError first
     if instance is None:
         with dagster_instance() as opened:
             return run_sync(database_url, tenant_id, kind, instance=opened, psa=psa, log_level=log_level)
@@ -54,22 +69,71 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if kind == "nightly":
         run_config["ops"] = NIGHTLY_OPS_CONFIG
+    alive = locks.run_alive_name(run_id)
     # Alive from before its row exists, so no sensor can take the row for a dead run's.
-    with locks.held(engine, locks.run_alive_name(run_id)):
-        with engine.begin() as conn:  # the row names the run from the start, so sensors find it
-            sync_id = conn.execute(sync_runs.insert().values(
-                tenant_id=tenant_id, kind=kind, status="running", started_at=started,
-                dagster_run_id=run_id)).inserted_primary_key[0]
-        result = job.execute_in_process(
-            run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
-            run_id=run_id, tags=sync_tags(tenant, kind),
-        )
+    with outage.reported(tenant_id, database_url, NOTHING_DONE):
+        locks.acquire(engine, alive)
+        try:
+            with engine.begin() as conn:  # the row names the run from the start, so sensors find it
+                sync_id = conn.execute(sync_runs.insert().values(
+                    tenant_id=tenant_id, kind=kind, status="running", started_at=started,
+                    dagster_run_id=run_id)).inserted_primary_key[0]
+        except BaseException:
+            _release(engine, alive)
+            raise
+    try:
+        with outage.reported(tenant_id, database_url, ROLLED_BACK):
+            try:
+                result = job.execute_in_process(
+                    run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
+                    run_id=run_id, tags=sync_tags(tenant, kind),
+                )
+            except BaseException as exc:
+                _end_failed(instance, run_id, exc)
+                raise
         story = read_events(result.all_events)
         outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
                               (datetime.now(timezone.utc) - started).total_seconds(),
                               story.failed_step, story.reason, story.stages)
-        _finish(engine, sync_id, outcome, story.numeric_stages())
+        consequence = ROLLED_BACK if not outcome.success else (
+            f"the sync itself succeeded (dagster run {run_id}); its sync_runs row is finished when the "
+            "warehouse returns")
+        with outage.reported(tenant_id, database_url, consequence):
+            _finish_patiently(engine, sync_id, outcome, story.numeric_stages())
+    finally:
+        _release(engine, alive)
     return outcome
+
+
+def _end_failed(instance: DagsterInstance, run_id: str, exc: BaseException) -> None:
+    """A run that an exception left unfinished is reported failed, so it never stays STARTED."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
+                                              DagsterRunStatus.CANCELED):
+        lines = str(exc).strip().splitlines()
+        instance.report_run_failed(run, message=secrets.scrub(lines[0] if lines else type(exc).__name__))
+
+
+def _release(engine: Engine, name: str) -> None:
+    """Let go of a lock; when the warehouse is gone, so is the lock (it lived on a connection)."""
+    try:
+        locks.release(engine, name)
+    except Exception as exc:
+        if not outage.is_warehouse_error(exc):
+            raise
+
+
+def _finish_patiently(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict,
+                      patience: float = FINISH_RETRY_SECONDS) -> None:
+    """`_finish`, tried again for `patience` seconds while the warehouse does not answer."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return _finish(engine, sync_id, outcome, summary)
+        except Exception as exc:
+            if not outage.is_unreachable(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict) -> None:
@@ -77,7 +141,7 @@ def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict) -
         conn.execute(update(sync_runs).where(sync_runs.c.id == sync_id).values(
             status="success" if outcome.success else "failure",
             finished_at=datetime.now(timezone.utc),
-            summary=json.dumps(summary),
+            summary=secrets.scrub(json.dumps(summary)),
             mapping_version=applied_mapping_version(outcome.kind, summary) if outcome.success else None,
-            error=None if outcome.success else f"{outcome.failed_step or 'run'}: {outcome.reason}",
+            error=None if outcome.success else secrets.scrub(f"{outcome.failed_step or 'run'}: {outcome.reason}"),
         ))

@@ -135,6 +135,8 @@ def sweep_abandoned(instance: DagsterInstance, engine: Engine, *, tenant_id: str
     A run is gone when its alive lock is free and Dagster does not know it as finished. Its row gets status failure with reason
     `abandoned`; its Dagster run, if still not finished, is reported failed, which makes
     the `sync_failed` sensor send the failure e-mail once (and the overdue sensor skip it).
+    A `running` row whose run did finish (its process lost the warehouse before it could write
+    the row) gets the run's real outcome, as the run status sensors record it.
     """
     cutoff = datetime.now(timezone.utc) - ABANDON_GRACE
     query = select(sync_runs.c.id, sync_runs.c.dagster_run_id, sync_runs.c.started_at).where(
@@ -153,7 +155,12 @@ def sweep_abandoned(instance: DagsterInstance, engine: Engine, *, tenant_id: str
             continue
         run = instance.get_run_by_id(run_id) if run_id else None
         if run is not None and run.status in FINISHED:
-            continue  # it ended normally; the run status sensors are about to record how
+            # It ended, but its process could not record how (the warehouse was gone): record it
+            # from its events, as the run status sensors would (the first to write wins, alike).
+            from hg_pipeline.orchestration.notify import record_finished_run  # notify imports this module
+
+            record_finished_run(instance, engine, run, log=log)
+            continue
         with engine.begin() as conn:
             done = conn.execute(update(sync_runs).where(sync_runs.c.id == row_id, sync_runs.c.status == "running")
                                 .values(status="failure", finished_at=datetime.now(timezone.utc),

@@ -49,9 +49,11 @@ def validate(tenant: Tenant) -> None:
     required = CREDENTIAL_KEYS[tenant.source]
     allowed = set(required) | set(OPTIONAL_CREDENTIAL_KEYS.get(tenant.source, ()))
     for key, ref in tenant.credentials.items():
-        if key not in allowed:
-            raise TenantError(f"credential {key!r} is not used by {tenant.source} (expected {', '.join(required)})")
-        if not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", ref):
+        if key not in allowed:  # a key of no source may be a pasted value: not shown
+            known = any(key in keys for keys in (*CREDENTIAL_KEYS.values(), *OPTIONAL_CREDENTIAL_KEYS.values()))
+            named = f"credential {key}" if known else "a credential key"
+            raise TenantError(f"{named} is not used by {tenant.source} (expected {', '.join(required)})")
+        if not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", str(ref)):
             raise TenantError(f"credential {key} must be a reference like env:VAR, not a value")
     missing = [key for key in required if key not in tenant.credentials]
     if missing:
