@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from hg_pipeline import secrets
 from hg_pipeline.warehouse import db
@@ -170,11 +169,26 @@ def cmd_mapping_import(args) -> int | None:
 
     engine = _engine(args)
     get_tenant(engine, args.tenant)
+    return _store_mapping_checked(engine, args.tenant, _read_mapping_file(args.file), args.file, force=args.force)
+
+
+def _read_mapping_file(path: str) -> str:
+    """The file's text; one over the size limit is refused before it is read (a pipe is read up
+    to the limit only)."""
+    from hg_pipeline.mapping.document import MAX_DOCUMENT_BYTES, size_problem
+
     try:
-        text = Path(args.file).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            too_big = size_problem(os.fstat(handle.fileno()).st_size)
+            if too_big:
+                raise InputError(f"{path}: {too_big}; nothing stored")
+            text = handle.read(MAX_DOCUMENT_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read mapping file {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
-    return _store_mapping_checked(engine, args.tenant, text, args.file, force=args.force)
+        raise InputError(f"cannot read mapping file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(text) > MAX_DOCUMENT_BYTES:  # a pipe, or a file that grew: read no further
+        raise InputError(f"{path}: more than {MAX_DOCUMENT_BYTES:,} characters, over the limit for a mapping "
+                         "document; nothing stored")
+    return text
 
 
 def cmd_mapping_versions(args) -> None:

@@ -7,6 +7,11 @@ parser cannot go on. A rule, a distribution share and a type entry are read as a
 first problem is reported, the rest of the document is still read. The result is a `MappingDocument` of frozen
 dataclasses; a section that is absent gets its defaults. A document parsed from text
 keeps that text (`source_text`), so `mapping export` prints exactly what was imported.
+
+Limits come first, before the YAML composer (which recurses once per level) sees the text: a
+document over `MAX_DOCUMENT_BYTES`, nested deeper than `MAX_DEPTH` or holding more than
+`MAX_NODES` values once its aliases are expanded is refused with one problem. The depth and
+node counts come from PyYAML's event stream, which keeps its own stack and cannot overflow.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ COMPANY_TYPE_TARGETS = (*HG_COMPANY_TYPES, "ignore")
 CONTACT_TYPE_TARGETS = ("import", "ignore")
 PRODUCT_MODES = ("by_category", "by_product")
 PCT_TOLERANCE = 1e-6
+MAX_DOCUMENT_BYTES = 1024 * 1024  # "1 MB"; a mapping of 20,000 product rules takes about a megabyte
+MAX_DEPTH = 20  # collections inside collections; the contract's format needs 5
+MAX_NODES = 1_000_000  # values once aliases are expanded ("billion laughs")
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL = _TAG + "str", _TAG + "int", _TAG + "float", _TAG + "bool"
@@ -225,6 +233,9 @@ def parse_document(
     `category_paths`: global + the tenant's custom category paths (targets of product `map`
     and distributions). When a set is None, that existence check is skipped.
     """
+    too_big = size_problem(len(text.encode("utf-8", "surrogatepass")))
+    if too_big:
+        raise MappingError(None, too_big)
     root = _compose(text)
     parser = _Parser(company_ids, category_paths)
     sections = parser.document(root)
@@ -233,8 +244,44 @@ def parse_document(
     return MappingDocument(**sections, source_text=text)
 
 
+def size_problem(size: int) -> str | None:
+    """Why a document of `size` bytes is refused, or None."""
+    if size <= MAX_DOCUMENT_BYTES:
+        return None
+    return f"{size:,} bytes is over the {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB limit for a mapping document"
+
+
+def _check_shape(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and more than MAX_NODES values (aliases expanded),
+    reading PyYAML's events (iterative) before the composer (recursive) runs."""
+    nodes = 0
+    sizes: dict[str, int] = {}  # anchor -> values under it, its own aliases expanded
+    open_collections: list[tuple[str | None, int]] = []  # (anchor, node count at its start)
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            nodes += 1
+            open_collections.append((event.anchor, nodes))
+            if len(open_collections) > MAX_DEPTH:
+                raise MappingError(event.start_mark.line + 1,
+                                   f"nested more than {MAX_DEPTH} levels deep (a mapping document needs 5)")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start = open_collections.pop()
+            if anchor:
+                sizes[anchor] = nodes - start + 1
+        if nodes > MAX_NODES:
+            raise MappingError(event.start_mark.line + 1,
+                               f"more than {MAX_NODES:,} values once its aliases are expanded")
+
+
 def _compose(text: str) -> Node | None:
     try:
+        _check_shape(text)
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
