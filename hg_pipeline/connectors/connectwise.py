@@ -89,6 +89,7 @@ class ConnectWiseConnector:
         backoff: float = 0.5,
         max_wait: float = 60.0,
         since_inclusive: bool = False,
+        http_options: Mapping[str, object] | None = None,  # more PsaHttp options (entity_deadline, reachability)
     ) -> None:
         missing = [key for key in CREDENTIAL_KEYS if not credentials.get(key)]
         if missing:
@@ -117,6 +118,7 @@ class ConnectWiseConnector:
             deadline=deadline,
             pool_size=concurrency + 2,
             rate_limiter=RateLimiter(requests_per_second),
+            **(http_options or {}),
         )
         self._api_root: str | None = self.base_url + "/" if re.search(r"/apis/3\.0$", self.base_url) else None
         self._root_lock = threading.Lock()
@@ -238,7 +240,7 @@ class ConnectWiseConnector:
         link = headers.get("Link")
         if link is not None:  # the vendor's way: rel="next" until the last page
             nexts = [item.get("url") for item in requests.utils.parse_header_links(link) if item.get("rel") == "next"]
-            return body, ((nexts[0], None) if nexts and nexts[0] else None)
+            return body, ((self.http.link(nexts[0], url), None) if nexts and nexts[0] else None)  # same origin only
         if params is not None and len(body) == self.page_size:  # no Link header: a full page may have a successor
             return body, (url, {**params, "page": int(params.get("page", 1)) + 1})
         return body, None

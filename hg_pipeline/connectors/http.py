@@ -2,6 +2,7 @@
 
 Nothing here knows a vendor. Errors carry the status and the URL path (no query, no
 headers) and never a credential: values passed as `secrets` are scrubbed from messages.
+Credentials go to the tenant's own origin only (see `PsaHttp` and `origin.py`).
 """
 
 from __future__ import annotations
@@ -9,25 +10,38 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from http.client import IncompleteRead  # urllib3's own IncompleteRead derives from it
+from http.client import IncompleteRead, RemoteDisconnected  # urllib3's own IncompleteRead derives from it
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import DecodeError, HTTPError, ReadTimeoutError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import DecodeError, HTTPError, NameResolutionError, ReadTimeoutError
+
+from hg_pipeline.connectors.origin import address_problem, check_base_url, origin_of, private_allowed, shown_origin
 
 from hg_pipeline.secrets import register_basic, register_headers, scrub as scrub_secrets
 
 log = logging.getLogger("hg_pipeline.connectors")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-DEFAULT_DEADLINE = 120.0  # seconds one request may take, from connect to its body's last byte
+DEFAULT_TIMEOUT = 20.0  # seconds to connect, and the longest silence while an answer comes
+DEFAULT_DEADLINE = 45.0  # seconds one attempt may take, from connect to its body's last byte
+DEFAULT_ENTITY_DEADLINE = 900.0  # no retry starts after this many seconds of one entity's reading
+UNANSWERED_ATTEMPTS = 3  # attempts without an answer (connection, timeouts, deadline) per request
+UNREACHABLE_TTL = 300.0  # seconds an origin given up as unreachable is not asked again
+ERROR_BODY_CAP = 64 * 1024  # bytes read of an error body (4xx/5xx, HTML, not JSON)
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_JSON_STARTS = b'[{"-0123456789tfn'  # the first byte of a JSON text (after blanks and a BOM)
 _CHUNK = 64 * 1024
 
 
@@ -51,13 +65,15 @@ class PsaUnreachable(PsaError):
 
 class _Retry(Exception):
     """One attempt failed in a way another attempt may cure: `reason` goes into the final
-    message, `unreachable` picks PsaUnreachable over PsaError, `details` follows the attempts."""
+    message, `unreachable` picks PsaUnreachable over PsaError, `invalid` marks a body that is
+    not JSON (twice in a row ends the request), `details` follows the attempts."""
 
-    def __init__(self, reason: str, *, unreachable: bool = False, status: int | None = None,
+    def __init__(self, reason: str, *, unreachable: bool = False, invalid: bool = False, status: int | None = None,
                  retry_after: float | None = None, details: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.unreachable = unreachable
+        self.invalid = invalid
         self.status = status
         self.retry_after = retry_after
         self.details = details
@@ -147,20 +163,188 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - now)
 
 
-class PsaHttp:
-    """GETs JSON from one PSA with pooling, retries, a deadline per request and a rate limit.
+class Reachability:
+    """What the requests of one sync learned about its PSA: an origin that gave no answer after
+    all its attempts is not asked again for `ttl` seconds. Shared by the connectors of one run
+    (PsaResource), so the entities after the first one that found the PSA silent fail at once
+    instead of each waiting out the same attempts."""
 
-    - every request (one attempt) has `deadline` seconds from connect to the last byte of its
-      body: the body is streamed in chunks and abandoned when the deadline passes, and no
-      connect or read timeout is longer than the time left, so a server that sends its body
-      one byte at a time cannot hold a sync (headers are bounded per read only);
+    def __init__(self, ttl: float = UNREACHABLE_TTL) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._down: dict[str, tuple[float, str]] = {}  # origin -> (when, the give-up message)
+
+    def mark_down(self, origin: str, reason: str) -> None:
+        with self._lock:
+            self._down[origin] = (time.monotonic(), reason)
+
+    def down(self, origin: str) -> str | None:
+        """The give-up message when `origin` was found unreachable less than `ttl` seconds ago."""
+        with self._lock:
+            found = self._down.get(origin)
+            if found is not None and time.monotonic() - found[0] > self.ttl:
+                del self._down[origin]
+                found = None
+        return None if found is None else found[1]
+
+
+class _RefusedPeer(Exception):
+    """The host name of the PSA led to an address the origin policy refuses."""
+
+
+_current = threading.local()  # the _Watch of the attempt this thread is making, if any
+
+
+class _Watch:
+    """Ends an attempt at its deadline in whatever phase it is (connect, TLS, request, headers):
+    the connection registered by the hooks below has its socket shut down, so a server that
+    drips its headers cannot hold a request past the deadline. (The body has its own bounds.)"""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._connection = None
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Watch":
+        _current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        _current.watch = None
+
+    def watch(self, connection) -> None:
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                _shut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._connection is not None:
+                _shut(self._connection)
+
+
+def _shut(connection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # a blocked read or handshake returns now
+        except OSError:
+            pass
+
+
+def _watched(connection) -> None:
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.watch(connection)
+
+
+def _checked_connection(base: type, peer_check: Callable[[str], str | None]) -> type:
+    """`base` (urllib3's HTTP(S)Connection) that registers with the attempt's _Watch and refuses
+    a peer address the policy forbids right after connecting, before a byte of the request
+    (credentials included) is sent. Checking the address actually connected to, not a lookup
+    made beforehand, leaves no window for a DNS answer that changes in between."""
+
+    class CheckedConnection(base):
+        def connect(self) -> None:
+            _watched(self)
+            super().connect()
+            if self.proxy is None:  # through a proxy the peer is the proxy: nothing to judge here
+                address = self.sock.getpeername()[0]
+                problem = peer_check(address)
+                if problem is not None:
+                    self.close()
+                    raise _RefusedPeer(f"{self.host} is at {address}, {problem}")
+
+        def request(self, *args, **kwargs) -> None:
+            _watched(self)  # a pooled connection is reused without connect()
+            return super().request(*args, **kwargs)
+
+    CheckedConnection.__name__ = f"Checked{base.__name__}"
+    return CheckedConnection
+
+
+class _CheckedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pools open only CheckedConnections."""
+
+    def __init__(self, peer_check: Callable[[str], str | None], **options) -> None:
+        self._pool_classes = {
+            "http": type("CheckedHTTPConnectionPool", (HTTPConnectionPool,),
+                         {"ConnectionCls": _checked_connection(HTTPConnection, peer_check)}),
+            "https": type("CheckedHTTPSConnectionPool", (HTTPSConnectionPool,),
+                          {"ConnectionCls": _checked_connection(HTTPSConnection, peer_check)}),
+        }
+        super().__init__(**options)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
+
+
+def _causes(error: BaseException, depth: int = 6) -> Iterator[BaseException]:
+    """`error` and what it wraps (requests -> urllib3 -> socket), without their messages."""
+    yield error
+    if depth:
+        for inner in (*error.args, getattr(error, "reason", None), error.__cause__, error.__context__):
+            if isinstance(inner, BaseException) and inner is not error:
+                yield from _causes(inner, depth - 1)
+
+
+def _no_connection(error: BaseException) -> str:
+    """Why a request got no answer at all, from the exception chain (never its text: it names the URL)."""
+    causes = list(_causes(error))
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return "connection refused"
+    if any(isinstance(cause, (NameResolutionError, socket.gaierror)) for cause in causes):
+        return "host name does not resolve"
+    if any(isinstance(cause, RemoteDisconnected) for cause in causes):
+        return "connection closed without an answer"
+    if any(isinstance(cause, ConnectionResetError) for cause in causes):
+        return "connection reset without an answer"
+    return f"connection failed ({type(error).__name__})"
+
+
+def _sniff(head: bytes) -> str | None:
+    """'HTML' or 'not JSON' when the first byte of a body already says it cannot be JSON."""
+    first = head[:1]
+    if first == b"<":
+        return "HTML"
+    if first.isascii() and first not in _JSON_STARTS:
+        return "not JSON"
+    return None
+
+
+class PsaHttp:
+    """GETs JSON from one PSA with pooling, retries, deadlines, a rate limit and one origin.
+
+    - origin: credentials (auth, headers) go only to the origin of `base_url` (scheme, host,
+      port). Redirects are followed by hand, at most MAX_REDIRECTS, and only on that origin;
+      an absolute URL (a paging link, a redirect) to another origin is refused before anything
+      is sent to it. Every connection's peer address is checked (see `origin.address_problem`),
+      so a host name that resolves to a metadata or link-local address gets nothing either;
+    - every attempt has `deadline` seconds from connect to the last byte of its body: headers
+      included (a watchdog shuts the connection), the body streamed in chunks whose reads
+      never wait longer than the time left; `timeout` bounds the connect and each silence;
     - retried: connection errors, timeouts, the deadline, 429, 500/502/503/504, a body cut off
       or reset mid-transfer and a body that cannot be decoded (Content-Encoding, UTF-8,
       JSON), up to `max_retries` times, waiting `Retry-After` when given (capped at
       `max_wait`) or else `backoff * 2**attempt` with jitter (also capped);
+    - fewer retries for what will not heal: `unanswered_attempts` attempts at most without an
+      answer (connection, timeouts, deadline), and two invalid bodies (HTML, not JSON, not
+      UTF-8, undecodable) in a row end the request; no retry starts once `entity_deadline`
+      seconds have passed since this client's first request (one client reads one entity);
+    - error bodies (4xx/5xx, HTML, what cannot start a JSON text) are read up to
+      ERROR_BODY_CAP bytes, never whole;
     - not retried: other 4xx (401/403 raise PsaAuthError at once);
     - given up: PsaUnreachable when no answer came in time (connection, timeouts, deadline),
-      PsaError otherwise, with one line naming the method, the path and the last reason.
+      PsaError otherwise, with one line naming the method, the path and the last reason. An
+      origin given up as unreachable is remembered in `reachability` (shared by the clients
+      of one sync): their requests fail at once with the same reason.
     """
 
     def __init__(
@@ -173,29 +357,43 @@ class PsaHttp:
         max_retries: int = 5,
         backoff: float = 0.5,
         max_wait: float = 60.0,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         deadline: float = DEFAULT_DEADLINE,
+        entity_deadline: float = DEFAULT_ENTITY_DEADLINE,
+        unanswered_attempts: int = UNANSWERED_ATTEMPTS,
         pool_size: int = 10,
         rate_limiter: RateLimiter | None = None,
+        reachability: Reachability | None = None,
+        allow_private: bool | None = None,
+        peer_check: Callable[[str], str | None] | None = None,
     ) -> None:
-        if deadline <= 0:
-            raise ValueError("the request deadline must be positive")
+        if deadline <= 0 or entity_deadline <= 0:
+            raise ValueError("the request and entity deadlines must be positive")
+        if unanswered_attempts < 1:
+            raise ValueError("unanswered_attempts must be at least 1")
+        allow_private = private_allowed() if allow_private is None else allow_private
+        self.origin = check_base_url(base_url, allow_private=allow_private)  # BaseUrlError: one line, no secret
         self.base_url = base_url.rstrip("/") + "/"
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
         self.timeout = timeout
         self.deadline = deadline
+        self.entity_deadline = entity_deadline
+        self.unanswered_attempts = unanswered_attempts
         self.rate_limiter = rate_limiter or RateLimiter(None)
+        self.reachability = reachability or Reachability()
         self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
         self._jitter = random.Random()
+        self._started: float | None = None  # monotonic time of the first request
+        # Sent per request, after the origin check; the session itself carries no credential.
+        self._headers = dict(headers or {})
+        self._auth = auth
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1), max_retries=0)
+        adapter = _CheckedAdapter(peer_check or (lambda address: address_problem(address, allow_private=allow_private)),
+                                  pool_connections=2, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers.update(headers or {})
-        if auth is not None:
-            self.session.auth = auth
         register_headers(headers or {})  # what a PSA may echo back in an error body
         if auth is not None:
             register_basic(*auth)
@@ -205,53 +403,131 @@ class PsaHttp:
 
     def url(self, path: str) -> str:
         """Absolute URL for `path` (relative to base_url) or `path` itself if absolute."""
-        return urljoin(self.base_url, path.lstrip("/")) if "://" not in path else path
+        parts = urlsplit(path)
+        return path if parts.scheme and parts.netloc else urljoin(self.base_url, path.lstrip("/"))
+
+    def link(self, href: str, page_url: str) -> str:
+        """The absolute URL of a paging link `href` found on the page at `page_url`; PsaError
+        when it leads to another origin (nothing is sent there)."""
+        url = urljoin(page_url, href)
+        self._require_own_origin(url, self.scrub(urlsplit(page_url).path), "a paging link")
+        return url
 
     def get_json(
         self, path: str, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None,
-        *, abandon: Abandon | None = None,
+        *, abandon: Abandon | None = None, decode: Callable[[bytes], object] = json.loads,
     ) -> tuple[object, Mapping[str, str]]:
         """(decoded JSON body, response headers) of GET `path`.
 
         `abandon`: called by another thread to give up on this request (it then raises PsaError).
+        `decode`: bytes -> object (a ValueError is a body that is not JSON, retried like one).
         """
         url = self.url(path)
         url_path = self.scrub(urlsplit(url).path)
-        attempt = 0
+        self._require_own_origin(url, url_path, "a URL")
+        if self._started is None:
+            self._started = time.monotonic()
+        attempt = unanswered = 0
+        invalid_before = False
         while True:
             self._check(abandon, url_path)
+            down = self.reachability.down(str(self.origin))
+            if down is not None:
+                raise PsaUnreachable(f"{down}; not retried for the other entities", url_path=url_path)
             self.rate_limiter.acquire()
             try:
-                return self._attempt(url, url_path, params, headers, abandon)
+                return self._attempt(url, url_path, params, headers, abandon, decode)
             except _Retry as failure:
                 self._check(abandon, url_path)  # an abandoned body breaks too: not the PSA's doing
-                if attempt >= self.max_retries:
-                    error = PsaUnreachable if failure.unreachable else PsaError
-                    details = f": {failure.details}" if failure.details else ""
-                    raise error(f"GET {url_path}: {failure.reason} after {attempt + 1} attempts{details}",
-                                status=failure.status, url_path=url_path) from None
-                attempt = self._pause(attempt, failure.retry_after, failure.reason, url_path, abandon)
+                attempt += 1
+                unanswered += failure.unreachable
+                wait = self._wait(attempt - 1, failure.retry_after)
+                if attempt > self.max_retries or unanswered >= self.unanswered_attempts:
+                    stop = ""
+                elif failure.invalid and invalid_before:
+                    stop = " (an invalid body twice in a row)"
+                elif time.monotonic() + wait - self._started > self.entity_deadline:
+                    stop = f" (no retry after the entity's {self.entity_deadline:g} s budget)"
+                else:
+                    stop = None
+                if stop is not None:
+                    raise self._give_up(failure, attempt, stop, url_path)
+                invalid_before = failure.invalid
+                self._pause(attempt - 1, wait, failure.retry_after is not None, failure.reason, url_path, abandon)
 
-    def _attempt(self, url: str, url_path: str, params, headers, abandon) -> tuple[object, Mapping[str, str]]:
-        """One request within the deadline; raises _Retry for what another attempt may cure."""
-        deadline_at = time.monotonic() + self.deadline
-        timeout = min(self.timeout, self.deadline)
+    def _give_up(self, failure: "_Retry", attempts: int, stop: str, url_path: str) -> PsaError:
+        details = f": {failure.details}" if failure.details else ""
+        message = (f"GET {url_path}: {failure.reason} after {attempts} attempt{'s' if attempts > 1 else ''}"
+                   f"{stop}{details}")
+        if failure.unreachable:
+            self.reachability.mark_down(str(self.origin), message)
+            return PsaUnreachable(message, status=failure.status, url_path=url_path)
+        return PsaError(message, status=failure.status, url_path=url_path)
+
+    def _require_own_origin(self, url: str, url_path: str, what: str) -> None:
         try:
-            response = self.session.get(url, params=params, headers=headers, timeout=(timeout, timeout), stream=True)
-        except requests.Timeout as error:
-            reason = self._deadline_passed() if self.deadline < self.timeout else "timed out"
-            raise _Retry(f"{reason} ({type(error).__name__})", unreachable=True) from None
+            same = origin_of(url) == self.origin
+        except ValueError:
+            same = False
+        if not same:
+            raise PsaError(f"GET {url_path}: the PSA sent {what} to another origin ({shown_origin(url)}); "
+                           f"credentials are only sent to {self.origin}", url_path=url_path)
+
+    def _attempt(self, url: str, url_path: str, params, headers, abandon,
+                 decode: Callable[[bytes], object] = json.loads) -> tuple[object, Mapping[str, str]]:
+        """One request within the deadline, same-origin redirects followed; raises _Retry for
+        what another attempt may cure."""
+        deadline_at = time.monotonic() + self.deadline
+        for hop in range(MAX_REDIRECTS + 1):
+            response = self._send(url, params if hop == 0 else None, headers, deadline_at, url_path)
+            with response:
+                if response.status_code not in REDIRECT_STATUSES:
+                    return self._answer(response, url_path, deadline_at, abandon, decode)
+                location = response.headers.get("Location")
+                if not location:
+                    raise PsaError(f"GET {url_path}: HTTP {response.status_code} redirect without a Location",
+                                   status=response.status_code, url_path=url_path)
+                url = urljoin(response.url, location)
+                self._require_own_origin(url, url_path, "a redirect")
+        raise PsaError(f"GET {url_path}: more than {MAX_REDIRECTS} redirects", url_path=url_path)
+
+    def _send(self, url: str, params, headers, deadline_at: float, url_path: str) -> requests.Response:
+        """The response of one GET, headers read, body not yet; credentials only now, after the origin check."""
+        left = deadline_at - time.monotonic()
+        if left <= 0:
+            raise _Retry(self._deadline_passed(), unreachable=True)
+        timeout = min(self.timeout, left)
+        capped = timeout < self.timeout  # the deadline, not the timeout, ends a silence now
+        try:
+            with _Watch(left) as watch:
+                response = self.session.get(url, params=params, headers={**self._headers, **(headers or {})},
+                                            auth=self._auth, timeout=(timeout, timeout), stream=True,
+                                            allow_redirects=False)
+        except _RefusedPeer as refused:
+            raise PsaError(f"GET {url_path}: refused before sending anything: {refused}", url_path=url_path) from None
+        except requests.ConnectTimeout:
+            reason = self._deadline_passed() if capped or watch.expired else f"no connection within {timeout:g} s"
+            raise _Retry(reason, unreachable=True) from None
+        except requests.Timeout:
+            reason = self._deadline_passed() if capped or watch.expired else f"no answer within {timeout:g} s"
+            raise _Retry(reason, unreachable=True) from None
         except requests.ConnectionError as error:
-            raise _Retry(f"connection failed ({type(error).__name__})", unreachable=True) from None
+            reason = self._deadline_passed() if watch.expired else _no_connection(error)
+            raise _Retry(reason, unreachable=True) from None
         except requests.RequestException as error:
             raise PsaError(f"GET {url_path}: request failed ({type(error).__name__})", url_path=url_path) from None
-        with response:
-            status = response.status_code
+        if watch.expired:  # the headers came just as the watchdog shut the connection
+            response.close()
+            raise _Retry(self._deadline_passed(), unreachable=True)
+        return response
+
+    def _answer(self, response: requests.Response, url_path: str, deadline_at: float, abandon,
+                decode: Callable[[bytes], object]) -> tuple[object, Mapping[str, str]]:
+        status = response.status_code
+        if status >= 400:
             try:
-                data = self._read_body(response, deadline_at, abandon, url_path)
+                data = self._read_body(response, deadline_at, abandon, url_path, cap=ERROR_BODY_CAP)
             except _Retry:
-                if status < 400:
-                    raise
                 data = b""  # an error answer is judged by its status; its body only adds details
             if status in (401, 403):
                 raise PsaAuthError(
@@ -262,44 +538,64 @@ class PsaHttp:
                 raise _Retry(f"HTTP {status} {response.reason or ''}".strip(), status=status,
                              retry_after=parse_retry_after(response.headers.get("Retry-After")),
                              details=self._vendor_message(data))
-            if status >= 400:
-                raise PsaError(
-                    f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
-                    status=status, url_path=url_path,
-                )
-            try:
-                return json.loads(data), response.headers
-            except UnicodeDecodeError:
-                raise _Retry("body is not valid UTF-8", status=status) from None
-            except ValueError:
-                raise _Retry("body is not JSON", status=status) from None
+            raise PsaError(
+                f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
+                status=status, url_path=url_path,
+            )
+        data = self._read_body(response, deadline_at, abandon, url_path, sniff=True)
+        try:
+            return decode(data), response.headers
+        except UnicodeDecodeError:
+            raise _Retry("body is not valid UTF-8", status=status, invalid=True) from None
+        except ValueError:
+            raise _Retry("body is not JSON", status=status, invalid=True) from None
 
-    def _read_body(self, response: requests.Response, deadline_at: float, abandon, url_path: str) -> bytes:
-        """The whole body, read as it arrives; every read waits at most the time left."""
+    def _read_body(self, response: requests.Response, deadline_at: float, abandon, url_path: str, *,
+                   cap: int | None = None, sniff: bool = False) -> bytes:
+        """The body, read as it arrives; every read waits at most the time left. Only `cap` bytes
+        of it when given; with `sniff`, a body that cannot be JSON (HTML, or a first byte no JSON
+        text starts with) is read up to ERROR_BODY_CAP and raises _Retry."""
         raw = response.raw
         expected = _content_length(response)
+        verdict = "HTML" if sniff and "html" in response.headers.get("Content-Type", "").lower() else None
+        if verdict is not None:
+            cap = ERROR_BODY_CAP
         chunks: list[bytes] = []
+        size = 0
         with abandon.reading(raw) if abandon is not None else nullcontext():
-            while True:
+            while cap is None or size < cap:
                 self._check(abandon, url_path)
                 left = deadline_at - time.monotonic()
                 if left <= 0:
-                    raise _Retry(self._deadline_passed(), unreachable=True)
+                    raise _Retry(f"{self._deadline_passed()} ({_got(raw, expected)})", unreachable=True)
                 _set_read_timeout(raw, min(self.timeout, left))
                 try:
                     chunk = raw.read1(_CHUNK, decode_content=True)
                 except ReadTimeoutError:
-                    reason = self._deadline_passed() if left < self.timeout else "timed out mid-body"
+                    reason = self._deadline_passed() if left < self.timeout else \
+                        f"no complete answer within {self.timeout:g} s"
                     raise _Retry(f"{reason} ({_got(raw, expected)})", unreachable=True) from None
                 except DecodeError:
                     encoding = response.headers.get("Content-Encoding", "?")
                     raise _Retry(f"body cannot be decoded (Content-Encoding {encoding})",
-                                 status=response.status_code) from None
+                                 status=response.status_code, invalid=True) from None
                 except (HTTPError, OSError) as error:
                     raise _Retry(_broken(error, raw, expected), status=response.status_code) from None
                 if not chunk:
-                    return b"".join(chunks)
+                    break
                 chunks.append(chunk)
+                size += len(chunk)
+                if sniff and verdict is None and size <= ERROR_BODY_CAP:
+                    head = b"".join(chunks).lstrip(b" \t\r\n").removeprefix(b"\xef\xbb\xbf")
+                    if head:
+                        sniff = False
+                        verdict = _sniff(head)
+                        if verdict is not None:
+                            cap = ERROR_BODY_CAP
+        if verdict is not None:
+            raise _Retry(f"body is {verdict}, not JSON" if verdict == "HTML" else f"body is {verdict}",
+                         status=response.status_code, invalid=True)
+        return b"".join(chunks)
 
     def _deadline_passed(self) -> str:
         return f"no complete answer within the {self.deadline:g} s deadline"
@@ -309,19 +605,20 @@ class PsaHttp:
         if abandon is not None and abandon.is_set():
             raise PsaError(f"GET {url_path}: abandoned", url_path=url_path)
 
-    def _pause(self, attempt: int, retry_after: float | None, reason: str, url_path: str,
-               abandon: Abandon | None = None) -> int:
+    def _wait(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number `attempt + 1`."""
         if retry_after is not None:
-            wait = min(retry_after, self.max_wait) + self._jitter.uniform(0, 0.1)
-        else:
-            wait = min(self.backoff * (2 ** attempt), self.max_wait) * self._jitter.uniform(0.5, 1.0)
+            return min(retry_after, self.max_wait) + self._jitter.uniform(0, 0.1)
+        return min(self.backoff * (2 ** attempt), self.max_wait) * self._jitter.uniform(0.5, 1.0)
+
+    def _pause(self, attempt: int, wait: float, retry_after: bool, reason: str, url_path: str,
+               abandon: Abandon | None = None) -> None:
         log.warning("GET %s: %s; retry %d of %d in %.2f s%s", url_path, reason, attempt + 1, self.max_retries,
-                    wait, " (Retry-After)" if retry_after is not None else "")
+                    wait, " (Retry-After)" if retry_after else "")
         if abandon is None:
             time.sleep(wait)
         elif abandon.wait(wait):
             self._check(abandon, url_path)
-        return attempt + 1
 
     def _vendor_message(self, data: bytes) -> str:
         try:

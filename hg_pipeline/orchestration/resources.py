@@ -10,6 +10,13 @@ from sqlalchemy import Engine
 
 from hg_pipeline.connectors import build_connector
 from hg_pipeline.connectors.credentials import resolve_credentials
+from hg_pipeline.connectors.http import (
+    DEFAULT_DEADLINE,
+    DEFAULT_ENTITY_DEADLINE,
+    DEFAULT_TIMEOUT,
+    UNANSWERED_ATTEMPTS,
+    Reachability,
+)
 from hg_pipeline.warehouse import db
 from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant
 
@@ -45,18 +52,42 @@ class WarehouseResource(ConfigurableResource):
 
 
 class PsaResource(ConfigurableResource):
-    """Builds a tenant's PSA connector; secrets are read from the tenant's env: references."""
+    """Builds a tenant's PSA connector; secrets are read from the tenant's env: references.
+
+    Inside a run its connectors share what they learn about the PSA (`Reachability`): once one
+    entity gave up on a PSA that does not answer, the run's other entities fail at once.
+    Worst case of a PSA that never answers, defaults: `worst_case_unanswered_seconds()`.
+    """
 
     page_size: int = 1000
     concurrency: int = 4
     requests_per_second: float | None = None
     max_retries: int = 5
-    timeout_seconds: float = 30
-    # the most one PSA request may take, connect to last body byte (a slow drip included)
-    request_deadline_seconds: float = 120
+    # connect, and the longest silence while an answer comes
+    timeout_seconds: float = DEFAULT_TIMEOUT
+    # the most one PSA request attempt may take, connect to last body byte (a slow drip included)
+    request_deadline_seconds: float = DEFAULT_DEADLINE
+    # no retry starts after one entity has read for this long
+    entity_deadline_seconds: float = DEFAULT_ENTITY_DEADLINE
+    _reachability: Reachability | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._reachability = Reachability()  # one per run: a new run asks the PSA again
+
+    def worst_case_unanswered_seconds(self, backoff: float = 0.5) -> float:
+        """The longest a sync waits on a PSA that never completes an answer (silent, or
+        dripping so slowly that every attempt meets the deadline): one request's attempts
+        without an answer, each to its deadline, and the backoffs between them; the other
+        entities then fail at once. (A PSA that answers, even with errors, is not bounded by this.)"""
+        attempts = min(UNANSWERED_ATTEMPTS, self.max_retries + 1)
+        per_attempt = max(self.request_deadline_seconds, 0.0)
+        return attempts * per_attempt + sum(min(backoff * 2 ** i, 60.0) for i in range(attempts - 1))
 
     def connector_for(self, tenant: Tenant):
         credentials = resolve_credentials(tenant.credentials, CREDENTIAL_KEYS[tenant.source])
+        http_options: dict[str, object] = {"entity_deadline": self.entity_deadline_seconds}
+        if self._reachability is not None:
+            http_options["reachability"] = self._reachability
         return build_connector(
             tenant.source,
             tenant.base_url,
@@ -67,6 +98,7 @@ class PsaResource(ConfigurableResource):
             max_retries=self.max_retries,
             timeout=self.timeout_seconds,
             deadline=self.request_deadline_seconds,
+            http_options=http_options,
         )
 
 
@@ -76,6 +108,8 @@ PSA_SETTINGS = {
     "concurrency": ("HG_PSA_CONCURRENCY", int),
     "requests_per_second": ("HG_PSA_REQUESTS_PER_SECOND", float),
     "request_deadline_seconds": ("HG_PSA_REQUEST_DEADLINE", float),
+    "timeout_seconds": ("HG_PSA_TIMEOUT", float),
+    "entity_deadline_seconds": ("HG_PSA_ENTITY_DEADLINE", float),
 }
 
 

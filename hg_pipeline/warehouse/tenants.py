@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from hg_pipeline.connectors.origin import BaseUrlError, check_base_url
 from hg_pipeline.warehouse.tables import tenants
 
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -42,10 +43,11 @@ def validate(tenant: Tenant) -> None:
         raise TenantError(f"tenant id {tenant.tenant_id!r} must match [a-z0-9][a-z0-9_-]{{0,62}}")
     if tenant.source not in SOURCES:
         raise TenantError(f"source {tenant.source!r} is not one of {', '.join(SOURCES)}")
-    if tenant.source != "import" and not (tenant.base_url or "").startswith(("http://", "https://")):
-        raise TenantError(f"base-url {tenant.base_url!r} must be an http(s) URL")
-    if tenant.base_url and "@" in tenant.base_url.split("//", 1)[-1].split("/", 1)[0]:
-        raise TenantError("base-url must not carry credentials; use --credential KEY=env:VAR")
+    if tenant.source != "import" or tenant.base_url:
+        try:  # http(s), a host, a valid port, no control characters, no user:password, no metadata/link-local
+            check_base_url(tenant.base_url)
+        except BaseUrlError as exc:
+            raise TenantError(str(exc)) from None
     required = CREDENTIAL_KEYS[tenant.source]
     allowed = set(required) | set(OPTIONAL_CREDENTIAL_KEYS.get(tenant.source, ()))
     for key, ref in tenant.credentials.items():
