@@ -2,9 +2,12 @@
 
 `iter_pages(entity)` streams vendor payload pages for a canonical entity (see `ENDPOINTS`),
 several pages in flight at once (the `/count` sibling tells how many pages there are) but
-yielded in order; `normalize(entity, payload)` turns one payload into the record shape of
-`hg_pipeline.entities.NORMALIZED_FIELDS`, or raises `RecordError` for a payload that breaks
-a hard rule (the caller quarantines it).
+yielded in order, and raises `IncompleteExtraction` at the end of a read whose pages do not
+add up (see `paging.py`); `normalize(entity, payload)` turns one payload into the record
+shape of `hg_pipeline.entities.NORMALIZED_FIELDS`, or raises `RecordError` for a payload that
+breaks a hard rule or does not fit the warehouse (see `records.py`; the caller quarantines it).
+Page bodies are decoded with a nesting limit (`jsonsafe.py`): a record nested too deep
+reaches `normalize` as an `UnreadableRecord`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +35,9 @@ from hg_pipeline.connectors.http import (
     RateLimiter,
     utc_text,
 )
+from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
+from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
+from hg_pipeline.connectors.records import RecordError, UnreadableRecord, check_record, id_text, payload_id, shown
 
 log = logging.getLogger("hg_pipeline.connectors")
 
@@ -56,10 +63,12 @@ SUBCATEGORY_PREFIX = "sub-"
 _ID_PREFIX = {"procurement/categories": CATEGORY_PREFIX, "procurement/subcategories": SUBCATEGORY_PREFIX}
 
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
-
-
-class RecordError(ValueError):
-    """A payload that cannot become a normalized record; the message says why."""
+# What a record of each entity is called in a quarantine reason.
+_LABELS = {
+    "company_types": "company type", "contact_types": "contact type", "product_categories": "product category",
+    "companies": "company", "contacts": "contact", "products": "product", "members": "member",
+    "assets": "configuration",
+}
 
 
 class ConnectWiseConnector:
@@ -144,7 +153,8 @@ class ConnectWiseConnector:
 
     def _codebase(self) -> str:
         try:
-            body, _ = self.http.get_json(f"{self.base_url}/login/companyinfo/{quote(self._company_id, safe='')}")
+            body, _ = self.http.get_json(f"{self.base_url}/login/companyinfo/{quote(self._company_id, safe='')}",
+                                         decode=decode_json)
         except PsaUnreachable:
             raise
         except PsaError as error:
@@ -157,22 +167,29 @@ class ConnectWiseConnector:
 
     # -- reading -------------------------------------------------------------------------
 
-    def iter_pages(self, entity: str, since: datetime | None = None) -> Iterator[list[dict]]:
-        """Raw payload pages of `entity` (records changed after `since` when given)."""
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]:
+        """Raw payload pages of `entity` (records changed after `since` when given).
+
+        `previous`: how many records of `entity` the last extraction staged; a full read that
+        gets nothing back without a readable count is then incomplete.
+        """
         params: dict[str, object] = {}
         if since is not None:
             op = ">=" if self.since_inclusive else ">"
             params["conditions"] = f"lastUpdated{op}[{utc_text(since)}]"
-        for path in _endpoints(entity):
-            yield from self._pages(path, params)
+        for _, page in self._read(entity, params, previous if since is None else 0):
+            yield page
 
-    def iter_ids(self, entity: str) -> Iterator[str]:
-        """Every psa_id of `entity` (an id-only sweep, for delete detection)."""
-        for path in _endpoints(entity):
+    def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
+        """Every psa_id of `entity` (an id-only sweep, for delete detection); a record whose id
+        is not a valid id is left out."""
+        for path, page in self._read(entity, {"fields": "id"}, previous):
             prefix = _ID_PREFIX.get(path, "")
-            for page in self._pages(path, {"fields": "id"}):
-                for record in page:
-                    yield f"{prefix}{record['id']}"
+            for record in page:
+                try:
+                    yield prefix + id_text(record.get("id") if isinstance(record, Mapping) else None, path)
+                except RecordError as error:
+                    log.warning("id sweep: %s; left out", error)
 
     def count(self, entity: str, since: datetime | None = None) -> int:
         total = 0
@@ -180,40 +197,76 @@ class ConnectWiseConnector:
         if since is not None:
             params["conditions"] = f"lastUpdated{'>=' if self.since_inclusive else '>'}[{utc_text(since)}]"
         for path in _endpoints(entity):
-            body, _ = self.http.get_json(self.api_root + path + "/count", params)
+            body, _ = self.http.get_json(self.api_root + path + "/count", params, decode=decode_json)
             total += int(body["count"])
         return total
 
-    def _pages(self, path: str, params: Mapping[str, object]) -> Iterator[list[dict]]:
-        url = self.api_root + path
-        params = {**params, "orderBy": "id asc", "pageSize": self.page_size}
+    def _read(self, entity: str, params: Mapping[str, object], previous: int) -> Iterator[tuple[str, list]]:
+        """(path, page) of every endpoint of `entity`, each read checked for completeness."""
+        paths = _endpoints(entity)
+        tallies = []
+        for path in paths:
+            tally = Tally(label=f"{path}: " if len(paths) > 1 else "")
+            tallies.append(tally)
+            for page in self._pages(path, params, tally):
+                yield path, page
+        empty = nothing_back(tallies, previous)
+        if empty is not None:
+            raise empty
+
+    def _count(self, path: str, params: Mapping[str, object]) -> int | None:
+        """The PSA's count of `path` for these conditions; None when it cannot be read."""
         try:
-            body, _ = self.http.get_json(url + "/count", {k: v for k, v in params.items() if k == "conditions"})
-            total = int(body["count"])
+            body, _ = self.http.get_json(self.api_root + path + "/count",
+                                         {k: v for k, v in params.items() if k == "conditions"}, decode=decode_json)
+            count = int(body["count"])
+            if count < 0 or isinstance(body["count"], bool):
+                raise ValueError(f"count {count} is not a number of records")
         except (PsaAuthError, PsaUnreachable):
             raise
-        except (PsaError, KeyError, TypeError, ValueError) as error:
+        except (PsaError, KeyError, TypeError, ValueError, OverflowError) as error:
             log.warning("GET %s/count failed (%s); following Link headers one page at a time", path, error)
-            yield from self._follow_links((url, {**params, "page": 1}))
-            return
-        pages = max(1, math.ceil(total / self.page_size))
-        following = None
-        for records, following in self._fetch_concurrently(url, params, pages):
+            return None
+        return count
+
+    def _pages(self, path: str, params: Mapping[str, object], tally: Tally) -> Iterator[list]:
+        url = self.api_root + path
+        params = {**params, "orderBy": "id asc", "pageSize": self.page_size}
+        tally.counted = self._count(path, params)
+        following = (url, {**params, "page": 1})
+        if tally.counted is not None:
+            tally.pages = max(1, math.ceil(tally.counted / self.page_size))
+            for records, following, problem in self._fetch_concurrently(url, params, tally.pages):
+                tally.received += len(records)
+                tally.problem = tally.problem or problem
+                if records:
+                    yield records
+        # Without a count, or when the last counted page links to another one (records were
+        # added since the count): follow the links.
+        number = (tally.pages or 0) + 1
+        while following is not None:
+            records, following, problem = self._page_checked(*following, number, tally.pages)
+            tally.received += len(records)
+            tally.problem = tally.problem or problem
+            number += 1
             if records:
                 yield records
-        # The last counted page links to another one: records were added since the count.
-        if following is not None:
-            yield from self._follow_links(following)
+        if tally.counted is not None and tally.received < tally.counted and tally.problem is None:
+            recount = self._count(path, params)  # records deleted during the read lower the count
+            tally.short = recount is None or tally.received < recount
+        if tally.incomplete:
+            raise tally.error(self.http.scrub(urlsplit(url).path))
 
     def _fetch_concurrently(self, url: str, params: Mapping[str, object], pages: int):
-        """(records, next request or None) of pages 1..pages, in order, `concurrency` at a time.
+        """(records, next request or None, problem or None) of pages 1..pages, in order,
+        `concurrency` at a time.
 
         When a page fails (or the consumer stops), the pages still in flight are abandoned and
         their threads are gone before the error propagates.
         """
         if pages == 1 or self.concurrency == 1:
             for page in range(1, pages + 1):
-                yield self._page(url, {**params, "page": page})
+                yield self._page_checked(url, {**params, "page": page}, page, pages)
             return
         executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cw-page")
         in_flight: deque[Future] = deque()
@@ -222,7 +275,8 @@ class ConnectWiseConnector:
             next_page = 1
             while next_page <= pages or in_flight:
                 while next_page <= pages and len(in_flight) < self.concurrency:
-                    in_flight.append(executor.submit(self._page, url, {**params, "page": next_page}, abandon))
+                    in_flight.append(executor.submit(self._page_checked, url, {**params, "page": next_page},
+                                                     next_page, pages, abandon))
                     next_page += 1
                 yield in_flight.popleft().result()
         finally:
@@ -231,9 +285,28 @@ class ConnectWiseConnector:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
 
+    def _page_checked(self, url: str, params: Mapping[str, object] | None, number: int, pages: int | None,
+                      abandon: Abandon | None = None):
+        """(records, next request or None, problem or None) of page `number`: a page that
+        comes back shorter than it must (see `paging.page_problem`) is asked for again."""
+        attempt = 0
+        while True:
+            records, following = self._page(url, params, abandon)
+            problem = page_problem(len(records), self.page_size, number, pages, following is not None)
+            if problem is None or attempt == PAGE_RETRIES:
+                return records, following, problem
+            wait = self.http.backoff * 2 ** attempt
+            attempt += 1
+            log.warning("GET %s: %s; asking again in %.2f s (%d of %d)", urlsplit(url).path, problem, wait,
+                        attempt, PAGE_RETRIES)
+            if abandon is None:
+                time.sleep(wait)
+            else:
+                abandon.wait(wait)  # an abandoned read stops at its next request
+
     def _page(self, url: str, params: Mapping[str, object] | None, abandon: Abandon | None = None):
         """(records, the request for the next page or None) of one page."""
-        body, headers = self.http.get_json(url, params, abandon=abandon)
+        body, headers = self.http.get_json(url, params, abandon=abandon, decode=decode_records)
         if not isinstance(body, list):
             path = urlsplit(url).path
             raise PsaError(f"GET {path}: expected a JSON list of records", status=200, url_path=path)
@@ -245,12 +318,6 @@ class ConnectWiseConnector:
             return body, (url, {**params, "page": int(params.get("page", 1)) + 1})
         return body, None
 
-    def _follow_links(self, request: tuple[str, Mapping[str, object] | None] | None) -> Iterator[list[dict]]:
-        while request is not None:
-            records, request = self._page(*request)
-            if records:
-                yield records
-
     # -- normalizing ---------------------------------------------------------------------
 
     def normalize(self, entity: str, payload: Mapping) -> dict:
@@ -259,9 +326,18 @@ class ConnectWiseConnector:
             build = _NORMALIZERS[entity]
         except KeyError:
             raise ValueError(f"unknown entity {entity!r}") from None
+        label = _LABELS[entity]
+        if isinstance(payload, UnreadableRecord):
+            raise RecordError(f"{label}{' ' + payload_id(payload) if payload.psa_id else ''}: {payload.reason}")
         if not isinstance(payload, Mapping):
             raise RecordError(f"{entity}: expected a JSON object, got {type(payload).__name__}")
-        return build(payload)
+        try:
+            record = build(payload)
+        except RecordError:
+            raise
+        except (ArithmeticError, LookupError, TypeError, ValueError) as error:  # what no rule foresaw
+            raise RecordError(f"{label} {payload_id(payload) or ''}: cannot be read ({type(error).__name__})") from None
+        return check_record(entity, record, f"{label} {record['psa_id']}")
 
 
 def _endpoints(entity: str) -> tuple[str, ...]:
@@ -274,12 +350,9 @@ def _endpoints(entity: str) -> tuple[str, ...]:
 # --- normalizers (pure functions of one payload) ------------------------------------------
 
 
-def _id(payload: Mapping, what: str) -> int:
-    value = payload.get("id")
-    if isinstance(value, bool) or not isinstance(value, int):
-        shown = "missing" if value is None else f"{value!r} is not an integer"
-        raise RecordError(f"{what}: id {shown}")
-    return value
+def _id(payload: Mapping, what: str) -> str:
+    """The record's id: ConnectWise ids are positive integers."""
+    return id_text(payload.get("id"), what)
 
 
 def _text(payload: Mapping, key: str, what: str, *, required: bool = False) -> str | None:
@@ -311,15 +384,18 @@ def _ref_id(payload: Mapping, key: str, what: str) -> str | None:
     ref = _ref(payload, key, what)
     if ref is None or ref.get("id") is None:
         return None
-    return str(_id(ref, f"{what} {key}"))
+    return _id(ref, f"{what} {key}")
 
 
 def _number(payload: Mapping, key: str, what: str) -> float | None:
     value = payload.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecordError(f"{what}: {key} {value!r} is not a number")
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise OverflowError
+    except OverflowError:  # also an integer too large for a float
+        raise RecordError(f"{what}: {key} {shown(value)} is not a number") from None
     return float(value)
 
 
@@ -332,7 +408,7 @@ def _email(value: str | None, what: str) -> str | None:
     if value is None:
         return None
     if not _EMAIL.match(value):
-        raise RecordError(f"{what}: {value!r} is not an email address")
+        raise RecordError(f"{what}: {shown(value)} is not an email address")
     return value
 
 

@@ -33,6 +33,8 @@ from dagster import (
 
 from hg_pipeline import secrets
 from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, RecordError
+from hg_pipeline.connectors.paging import IncompleteExtraction
+from hg_pipeline.connectors.records import payload_id
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.checks import check_specs, run_checks
@@ -44,7 +46,13 @@ from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
 from hg_pipeline.warehouse import outage
 from hg_pipeline.warehouse.load import LoadError, load_entity
-from hg_pipeline.warehouse.staging import RawStager, extract_cursor, mark_vanished, quarantine_records
+from hg_pipeline.warehouse.staging import (
+    RawStager,
+    extract_cursor,
+    live_staged_count,
+    mark_vanished,
+    quarantine_records,
+)
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
 
 EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP = "extract", "map", "load"
@@ -150,13 +158,14 @@ def extract_asset(entity: str) -> AssetsDefinition:
         try:
             with connector, engine.begin() as conn:
                 stager = RawStager(conn, tenant_id, entity, context.run_id, now)
-                for page in connector.iter_pages(entity, since=since):
+                previous = live_staged_count(conn, tenant_id, entity)  # a PSA saying "none" must prove it
+                for page in connector.iter_pages(entity, since=since, previous=previous):
                     good = []
                     for payload in page:
                         try:
                             record = connector.normalize(entity, payload)
                         except RecordError as exc:
-                            bad.append((_payload_id(payload), str(exc), payload))
+                            bad.append((payload_id(payload), str(exc), payload))
                             continue
                         if record["psa_id"] in seen:
                             bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
@@ -167,8 +176,11 @@ def extract_asset(entity: str) -> AssetsDefinition:
                     first.extend(record for _, _, record in good[: 5 - len(first)])
                 counts = stager.finish(full=since is None)
                 if since is not None:  # changes only came back: an id sweep finds what vanished
-                    counts.vanished = mark_vanished(conn, tenant_id, entity, set(connector.iter_ids(entity)), now)
+                    present = set(connector.iter_ids(entity, previous=previous))
+                    counts.vanished = mark_vanished(conn, tenant_id, entity, present, now)
                 quarantine_records(conn, tenant_id, entity, bad, context.run_id, now)
+        except IncompleteExtraction as exc:  # the transaction rolled back: the last good staging stays
+            raise _fail(tenant_id, f"extract {entity}", f"{exc}; nothing marked as vanished") from None
         except PsaUnreachable as exc:
             raise _fail(tenant_id, f"extract {entity}", f"PSA unreachable at {tenant.base_url}: {exc}") from None
         except PsaError as exc:
@@ -286,11 +298,6 @@ def load_asset(entity: str) -> AssetsDefinition:
         })
 
     return _load
-
-
-def _payload_id(payload) -> str | None:
-    value = payload.get("id") if isinstance(payload, dict) else None
-    return None if value is None else str(value)[:64]
 
 
 @asset(

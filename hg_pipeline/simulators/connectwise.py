@@ -22,7 +22,13 @@ between requests):
 - broken transfers on demand: `break_transfers(mode, path=..., page=..., first=K)` spoils the
   bodies of the first K requests of a path (or of every one until `mend_transfers()`): a body
   cut off before its Content-Length, a connection reset (RST) mid-body, a body dripped one
-  byte at a time, or a body that cannot be decoded (bad gzip, bad UTF-8, bad JSON).
+  byte at a time, or a body that cannot be decoded (bad gzip, bad UTF-8, bad JSON);
+- pages that do not add up, on demand: `short_page(path, page, keep=N, first=K)` serves a page
+  with only its first N records (0: an empty page), `lie_about_count(path, by)` makes `/count`
+  say `by` more (or fewer) than there are; `mend_pages()` ends both;
+- bad records on demand: `malformed[kind]` (records served as given) and `poison[kind]` (raw
+  JSON texts, for what `json.dumps` cannot write, e.g. `nested_record(id, 990)`), both at the
+  end of page 1 and counted.
 
 With `tls=True` it serves HTTPS with a throw-away self-signed certificate for 127.0.0.1
 (`ca_file` is its path): that is how the vendor's own client, pyconnectwise, which
@@ -224,6 +230,26 @@ class _Gate:
                                f"Simulated failure (HTTP {status})", headers)
 
 
+@dataclass
+class _ShortPage:
+    path: str  # an API path below API_PREFIX
+    page: int
+    keep: int  # records of the page served
+    remaining: int | None  # answers still to shorten; None: every one
+
+
+class _RawJson(str):
+    """A body already written as JSON text (sent as is)."""
+
+
+def nested_record(record_id: int, depth: int, **fields) -> str:
+    """The JSON text of a record with `id`, `fields` and a value nested `depth` levels deep
+    (its own object included), which `json.dumps` of a Python object could not write."""
+    head = json.dumps({"id": record_id, **fields}, separators=(",", ":"))[:-1]
+    inner = max(depth - 1, 0)
+    return f'{head},"nested":{"[" * inner}{"]" * inner}}}'
+
+
 # Transfer faults: how the body of an answer is spoiled (see `ConnectWiseSimulator.break_transfers`).
 TRANSFER_FAULTS = ("cut_body", "reset_mid_body", "drip", "bad_gzip", "bad_utf8", "bad_json")
 
@@ -298,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = _reject  # noqa: N815
 
     def _send(self, status: int, body, headers: dict[str, str], fault: _TransferFault | None = None) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = body.encode() if isinstance(body, _RawJson) else json.dumps(body, separators=(",", ":")).encode()
         if fault is not None:
             data, headers = fault.spoiled(data, headers)
         self.send_response(status)
@@ -377,6 +403,10 @@ class ConnectWiseSimulator:
         # Records served verbatim at the end of page 1 of their kind (a vendor bug to simulate:
         # no id, an id twice, wrong types...); counted by `/count`, never filtered or sorted.
         self.malformed: dict[str, list[dict]] = {}
+        # Raw JSON texts of records served after the malformed ones, and counted likewise.
+        self.poison: dict[str, list[str]] = {}
+        self._short_pages: list[_ShortPage] = []  # under self._gate.lock
+        self._count_lies: dict[str, int] = {}  # API path -> what /count adds
         self._credentials = credentials
         self._expected_auth = "Basic " + base64.b64encode(
             f"{credentials['company_id']}+{credentials['public_key']}:{credentials['private_key']}".encode()
@@ -497,6 +527,35 @@ class ConnectWiseSimulator:
         with self._gate.lock:
             self._transfer_faults.clear()
 
+    def short_page(self, path: str, page: int, *, keep: int = 0, first: int | None = None) -> None:
+        """Serve page `page` of `path` (below API_PREFIX, e.g. "/company/configurations") with
+        only its first `keep` records (0: an empty page), Link headers unchanged: the first
+        `first` requests of it, or every one until `mend_pages()` when `first` is None."""
+        if page < 1 or keep < 0 or (first is not None and first < 1):
+            raise ValueError("page and first must be at least 1, keep at least 0")
+        with self._gate.lock:
+            self._short_pages.append(_ShortPage(path, page, keep, first))
+
+    def lie_about_count(self, path: str, by: int) -> None:
+        """`path/count` answers `by` more records than `path` serves (fewer when negative)."""
+        with self._gate.lock:
+            self._count_lies[path] = by
+
+    def mend_pages(self) -> None:
+        """No more short pages or lying counts."""
+        with self._gate.lock:
+            self._short_pages.clear()
+            self._count_lies.clear()
+
+    def _shortened(self, endpoint: str, page: int, chunk: list) -> list:
+        with self._gate.lock:
+            for fault in self._short_pages:
+                if fault.remaining != 0 and (fault.path, fault.page) == (endpoint, page):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return chunk[: fault.keep]
+        return chunk
+
     def _transfer_fault(self, request_path: str) -> _TransferFault | None:
         """The fault that spoils this request's answer, if any (counted against its `first`)."""
         parts = urlsplit(request_path)
@@ -583,8 +642,11 @@ class ConnectWiseSimulator:
             records = [r for r in records if predicate(r)]
             ids = None
         malformed = self.malformed.get(kind, [])
+        poison = self.poison.get(kind, [])
         if counting:
-            return 200, {"count": len(records) + len(malformed)}, {}
+            with self._gate.lock:
+                lie = self._count_lies.get(endpoint[: -len("/count")], 0)
+            return 200, {"count": len(records) + len(malformed) + len(poison) + lie}, {}
         if order is not None and order != ("id", False):
             records, ids = self._sorted(records, order), None
         page_size = self._int(query, "pageSize", DEFAULT_PAGE_SIZE, minimum=1)
@@ -603,6 +665,7 @@ class ConnectWiseSimulator:
             chunk = records[(page - 1) * page_size: page * page_size]
             if page == 1 and malformed:
                 chunk = chunk + malformed
+            chunk = self._shortened(endpoint, page, chunk)
             links = {}
             if page > 1:
                 links["first"] = {"pageSize": page_size, "page": 1}
@@ -613,6 +676,8 @@ class ConnectWiseSimulator:
         fields = query.get("fields", "").strip()
         if fields:
             chunk = self._project(chunk, fields)
+        if poison and not forward_only and page == 1:
+            chunk = _RawJson("[" + ",".join([json.dumps(r, separators=(",", ":")) for r in chunk] + poison) + "]")
         host = request.headers.get("Host") or f"127.0.0.1:{self.port}"
         site = f"{'https' if self._tls else 'http'}://{host}{API_PREFIX}{endpoint}"
         link = ", ".join(
@@ -684,7 +749,7 @@ class ConnectWiseSimulator:
         if not names:
             return records
         if names == ["id"]:
-            return [{"id": r["id"]} for r in records]
+            return [{"id": r["id"]} if "id" in r else {} for r in records]
         return [{name: r[name] for name in names if name in r} for r in records]
 
     # -- TLS -----------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, func, select, text, update
 
+from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
 from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, distinct_from, index_temp, qualified, temp_ref
 from hg_pipeline.warehouse.tables import extract_cursors, quarantine, raw_records
 
@@ -38,7 +39,8 @@ class RawStager:
         create_temp_twin(conn, raw_records, self.temp)
 
     def add(self, records: Iterable[tuple[str, dict, dict]]) -> None:
-        """records: (psa_id, vendor payload, normalized record)."""
+        """records: (psa_id, vendor payload, normalized record), checked by the connector
+        (`connectors/records.py`); JSON is written as ASCII, so no NUL reaches a text column."""
         rows = (
             (self.tenant_id, self.entity, psa_id, json.dumps(payload, separators=(",", ":")),
              json.dumps(record, separators=(",", ":")), self.now, self.now, self.run_id)
@@ -134,16 +136,22 @@ def staged_payload(engine: Engine, tenant_id: str, entity: str, psa_id: str) -> 
 
 
 def quarantine_records(conn: Connection, tenant_id: str, entity: str,
-                       items: list[tuple[str | None, str, dict | None]], run_id: str, now: datetime) -> int:
-    """items: (psa_id, reason, payload). The payload is the PSA's record, which holds no credentials."""
+                       items: list[tuple[str | None, str, object]], run_id: str, now: datetime) -> int:
+    """items: (psa_id, reason, payload). The payload is the PSA's record, which holds no credentials;
+    whatever the PSA sent, what is written fits the columns and holds no NUL (`payload_text`)."""
     if items:
         conn.execute(quarantine.insert(), [
-            {"tenant_id": tenant_id, "entity": entity, "psa_id": psa_id, "reason": reason,
-             "payload": None if payload is None else json.dumps(payload, default=str)[:100_000],
-             "sync_run_id": run_id, "created_at": now}
+            {"tenant_id": tenant_id, "entity": entity, "psa_id": None if psa_id is None else payload_id({"id": psa_id}),
+             "reason": safe_text(reason), "payload": payload_text(payload), "sync_run_id": run_id, "created_at": now}
             for psa_id, reason, payload in items
         ])
     return len(items)
+
+
+def live_staged_count(conn: Connection, tenant_id: str, entity: str) -> int:
+    """Records of `entity` the last extractions staged and did not see vanish."""
+    return conn.scalar(select(func.count()).select_from(raw_records).where(
+        raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity, raw_records.c.vanished_at.is_(None)))
 
 
 def has_staged_records(engine: Engine, tenant_id: str) -> bool:

@@ -1,0 +1,74 @@
+"""Completeness of a paged read: a broken PSA must not fake deletions.
+
+A full extraction marks every staged record it did not receive as vanished, so it has to
+have received everything. A read is **incomplete** when
+
+- a page before the last comes back short (fewer records than the page size) or empty, and
+  asking for it again (`PAGE_RETRIES` times) does not cure it; a short page that links to a
+  next page counts as a page before the last;
+- it received fewer records than the PSA's own count, counted again at the end (records
+  deleted during the read lower the count; those added during it are fine);
+- the count could not be read and nothing came back, while the last extraction staged records.
+
+An incomplete read raises `IncompleteExtraction` once it is over (the totals go into the
+message); the extract stage then rolls back and marks nothing as vanished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hg_pipeline.connectors.http import PsaError
+
+PAGE_RETRIES = 2  # a page that comes back short is asked for again this many times
+
+
+class IncompleteExtraction(PsaError):
+    """The pages of a read do not add up: nothing it returned may decide what vanished."""
+
+
+@dataclass
+class Tally:
+    """One endpoint's paged read: what came back against what the PSA counts."""
+
+    label: str = ""  # "path: " when an entity reads several endpoints
+    counted: int | None = None  # the PSA's count; None when it could not be read
+    pages: int | None = None  # pages the count makes
+    received: int = 0
+    problem: str | None = None  # the first page that broke the sequence
+    short: bool = False  # fewer records than counted, also when counted again
+
+    @property
+    def incomplete(self) -> bool:
+        return self.problem is not None or self.short
+
+    def error(self, url_path: str) -> IncompleteExtraction:
+        if self.counted is not None:
+            totals = f"received {self.received:,} of the {self.counted:,} the PSA counts"
+        else:
+            totals = f"received {self.received:,}; the PSA's count could not be read"
+        detail = f"{self.problem} ({totals})" if self.problem else totals
+        return IncompleteExtraction(f"incomplete extraction: {self.label}{detail}", url_path=url_path)
+
+
+def page_problem(received: int, page_size: int, number: int, pages: int | None, links_next: bool) -> str | None:
+    """Why page `number` (of `pages` counted, None without a count) cannot be the whole of
+    it, or None. Only a page before the last (or one linking to a next page) must be full."""
+    if received >= page_size:
+        return None
+    before_last = pages is not None and number < pages
+    if not before_last and not links_next:
+        return None
+    what = "empty" if received == 0 else f"with {received:,} of {page_size:,} records"
+    of = f" of {pages:,}" if pages is not None and number <= pages else ""
+    return f"page {number:,}{of} came back {what}" + ("" if before_last else " but links to a next page")
+
+
+def nothing_back(tallies: list[Tally], previous: int) -> IncompleteExtraction | None:
+    """A read that received nothing, where some count could not be read, while `previous`
+    records were staged: a PSA that says nothing proves nothing."""
+    if previous <= 0 or any(t.received for t in tallies) or all(t.counted is not None for t in tallies):
+        return None
+    return IncompleteExtraction(
+        f"incomplete extraction: the PSA returned no records and its count could not be read, "
+        f"while {previous:,} were staged before")
