@@ -8,12 +8,14 @@ converges.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sqlalchemy import func, select
 
 from hg_pipeline.cli import main
 from hg_pipeline.orchestration.resources import PsaResource
 from hg_pipeline.orchestration.run import run_sync
-from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS
+from hg_pipeline.simulators.connectwise import API_PREFIX, DEMO_CREDENTIALS
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tables import raw_records
 from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
@@ -169,3 +171,29 @@ def test_cli_says_it_in_one_line(warehouse, pg_url, simulator, monkeypatch, tmp_
         "hg-pipeline: tenant acme: extract assets failed: incomplete extraction: page 1 of 2 came back with "
         "120 of 1,000 records (received 120 of the 1,120 the PSA counts); nothing marked as vanished\n")
     assert staged_live(warehouse, "acme", "assets") == 120
+
+
+def test_a_redirect_to_an_empty_list_is_not_an_empty_psa(warehouse, pg_url, instance, simulator, make_tenant):
+    """Same origin, so the redirect is followed; but `[]` for the list and for its count proves nothing."""
+    tenant = make_tenant("acme", simulator)
+    synced(pg_url, instance, tenant, warehouse, simulator)
+    before = live_rows(warehouse, "companies", tenant)
+    companies = API_PREFIX + "/company/companies"
+    original = simulator._answer
+
+    def redirect_to_nothing(request):
+        path = urlsplit(request.path).path.rstrip("/")
+        if path not in (companies, companies + "/count"):
+            return original(request)
+        if "emptied=1" in request.path:
+            return 200, [], {}
+        return 302, {}, {"Location": request.path + ("&" if "?" in request.path else "?") + "emptied=1"}
+
+    simulator._answer = redirect_to_nothing
+    outcome = run_sync(pg_url, tenant, "full", instance=instance, psa=SMALL_PAGES)
+    assert outcome.failed_step == "companies_raw"
+    assert outcome.reason == (
+        f"tenant acme: extract companies failed: incomplete extraction: the PSA returned no records and its count "
+        f"could not be read, while {len(simulator.dataset.companies)} were staged before; nothing marked as vanished")
+    assert live_rows(warehouse, "companies", tenant) == before
+    assert staged_live(warehouse, tenant, "companies") == len(simulator.dataset.companies)
