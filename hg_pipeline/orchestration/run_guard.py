@@ -17,6 +17,7 @@ remember it. `sweep_abandoned` is also run by the `abandoned_runs` sensor.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -33,6 +34,7 @@ KIND_BY_JOB = {job.name: kind for kind, job in JOBS_BY_KIND.items()}
 ABANDONED = "abandoned: the process running this sync stopped (killed or lost) before it finished"
 # A row younger than this is left alone: its process may not have taken its alive lock yet.
 ABANDON_GRACE = timedelta(seconds=60)
+SETTLE_SECONDS = 2.0
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -154,6 +156,11 @@ def sweep_abandoned(instance: DagsterInstance, engine: Engine, *, tenant_id: str
         if young or (run_id and locks.is_held_elsewhere(engine, locks.run_alive_name(run_id))):
             continue
         run = instance.get_run_by_id(run_id) if run_id else None
+        if run is not None and run.status not in FINISHED:
+            # A run worker lets go of its locks when its resources tear down, a moment before it
+            # reports its end: give that moment before calling it dead.
+            time.sleep(SETTLE_SECONDS)
+            run = instance.get_run_by_id(run_id) or run
         if run is not None and run.status in FINISHED:
             # It ended, but its process could not record how (the warehouse was gone): record it
             # from its events, as the run status sensors would (the first to write wins, alike).
