@@ -129,8 +129,6 @@ def _stage(step: str):
     return decorate
 
 
-
-
 def extract_asset(entity: str) -> AssetsDefinition:
     @asset(
         name=f"{entity}_raw",
