@@ -30,6 +30,9 @@ between requests):
   JSON texts, for what `json.dumps` cannot write, e.g. `nested_record(id, 990)`), both at the
   end of page 1 and counted.
 
+The server, the controls above and the counters are `hg_pipeline.simulators.base`'s, the
+same for every vendor's simulator.
+
 With `tls=True` it serves HTTPS with a throw-away self-signed certificate for 127.0.0.1
 (`ca_file` is its path): that is how the vendor's own client, pyconnectwise, which
 hardcodes `https://`, can read it (give it `REQUESTS_CA_BUNDLE=sim.ca_file`).
@@ -39,26 +42,23 @@ from __future__ import annotations
 
 import base64
 import hmac
-import json
 import math
-import os
 import re
-import socket
-import ssl
-import struct
 import sys
-import tempfile
-import threading
-import time
-from bisect import bisect_right
-from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from operator import itemgetter
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from hg_pipeline.simulators.datasets import Dataset, generate
+from hg_pipeline.simulators.base import (  # noqa: F401 - ApiError, nested_record, TRANSFER_FAULTS: public here too
+    TRANSFER_FAULTS,
+    ApiError,
+    RawJson,
+    SimulatorBase,
+    checked_credentials,
+    json_list,
+    nested_record,
+    run_simulator,
+)
+from hg_pipeline.simulators.datasets import Dataset
 
 API_PREFIX = "/v4_6_release/apis/3.0"
 CODEBASE = "v4_6_release/"
@@ -92,23 +92,7 @@ ENDPOINTS: dict[str, str] = {
 }
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status plus the ConnectWise error body."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        return {"code": self.code, "message": self.message, "errors": None}
-
-
 # --- conditions ------------------------------------------------------------------------
-
-_get_id = itemgetter("id")
 
 _CLAUSE = re.compile(
     r"""\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*)\s*
@@ -198,187 +182,22 @@ def parse_conditions(text: str):
     return matches
 
 
-# --- rate limiting and failures ----------------------------------------------------------
+# --- the simulator ----------------------------------------------------------------------
 
 
-class _Gate:
-    """Injected failures and the sliding-window rate limit, shared by all handler threads."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.failures: deque[tuple[int, int | None]] = deque()
-        self.rate_limit: tuple[int, float] | None = None
-        self.window: deque[float] = deque()
-
-    def check(self) -> None:
-        with self.lock:
-            if self.rate_limit is not None:
-                max_requests, window_seconds = self.rate_limit
-                now = time.monotonic()
-                while self.window and self.window[0] <= now - window_seconds:
-                    self.window.popleft()
-                if len(self.window) >= max_requests:
-                    wait = max(1, math.ceil(self.window[0] + window_seconds - now))
-                    raise ApiError(429, "TooManyRequests",
-                                   "Request volume exceeded; retry after the time in Retry-After",
-                                   {"Retry-After": str(wait)})
-                self.window.append(now)
-            if self.failures:
-                status, retry_after = self.failures.popleft()
-                headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-                raise ApiError(status, _STATUS_CODES.get(status, "ServerError"),
-                               f"Simulated failure (HTTP {status})", headers)
-
-
-@dataclass
-class _ShortPage:
-    path: str  # an API path below API_PREFIX
-    page: int
-    keep: int  # records of the page served
-    remaining: int | None  # answers still to shorten; None: every one
-
-
-class _RawJson(str):
-    """A body already written as JSON text (sent as is)."""
-
-
-def nested_record(record_id: int, depth: int, **fields) -> str:
-    """The JSON text of a record with `id`, `fields` and a value nested `depth` levels deep
-    (its own object included), which `json.dumps` of a Python object could not write."""
-    head = json.dumps({"id": record_id, **fields}, separators=(",", ":"))[:-1]
-    inner = max(depth - 1, 0)
-    return f'{head},"nested":{"[" * inner}{"]" * inner}}}'
-
-
-# Transfer faults: how the body of an answer is spoiled (see `ConnectWiseSimulator.break_transfers`).
-TRANSFER_FAULTS = ("cut_body", "reset_mid_body", "drip", "bad_gzip", "bad_utf8", "bad_json")
-
-
-@dataclass
-class _TransferFault:
-    mode: str
-    path: str | None  # an API path below API_PREFIX; None: every API path
-    page: int | None  # only requests for this page; None: any
-    remaining: int | None  # answers still to spoil; None: every one
-    interval: float  # drip: seconds between two bytes
-
-    def applies(self, endpoint: str, page: str | None) -> bool:
-        return (self.remaining != 0 and self.path in (None, endpoint)
-                and (self.page is None or page == str(self.page)))
-
-    def spoiled(self, data: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        """The body and headers to announce: undecodable bodies replace the real one."""
-        if self.mode == "bad_gzip":
-            return data, {**headers, "Content-Encoding": "gzip"}
-        if self.mode == "bad_utf8":
-            return data[:1] + b"\xff" + data[1:], headers
-        if self.mode == "bad_json":
-            return data[:-1], headers
-        return data, headers
-
-
-_STATUS_CODES = {
-    429: "TooManyRequests", 500: "UnexpectedServerError", 502: "BadGateway",
-    503: "ServiceUnavailable", 504: "GatewayTimeout", 401: "Unauthorized", 403: "Forbidden",
-}
-
-
-# --- the server --------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients can pool connections
-    server_version = "ConnectWiseSimulator/1.0"
-    sim: "ConnectWiseSimulator"  # set on the subclass made per simulator
-
-    def setup(self) -> None:
-        super().setup()
-        with self.sim._count_lock:
-            self.sim._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.sim._count_lock:
-            self.sim._connections.discard(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by default
-        if self.sim.verbose:
-            super().log_message(format, *args)
-
-    def do_GET(self) -> None:  # noqa: N802
-        fault = self.sim._transfer_fault(self.path)
-        try:
-            status, body, headers = self.sim._answer(self)
-        except ApiError as error:
-            status, body, headers = error.status, error.body(), error.headers
-        except Exception as error:  # noqa: BLE001 - a simulator bug must still answer JSON
-            status, body, headers = 500, {"code": "UnexpectedServerError", "message": type(error).__name__}, {}
-        self._send(status, body, headers, fault)
-
-    def _reject(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self._send(405, {"code": "MethodNotAllowed", "message": "This simulator is read-only"}, {"Allow": "GET"})
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = _reject  # noqa: N815
-
-    def _send(self, status: int, body, headers: dict[str, str], fault: _TransferFault | None = None) -> None:
-        data = body.encode() if isinstance(body, _RawJson) else json.dumps(body, separators=(",", ":")).encode()
-        if fault is not None:
-            data, headers = fault.spoiled(data, headers)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("api-current-version", VERSION_CODE.lstrip("v"))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if fault is None or fault.mode not in ("cut_body", "reset_mid_body", "drip"):
-            self.wfile.write(data)
-        elif fault.mode == "drip":
-            self._drip(data, fault.interval)
-        else:
-            self._break_off(data[: len(data) // 2], reset=fault.mode == "reset_mid_body")
-
-    def _break_off(self, part: bytes, *, reset: bool) -> None:
-        """Send `part` of the announced body, then close: with a FIN (the body is cut off) or,
-        with SO_LINGER 0, an RST (the connection is reset mid-body)."""
-        self.wfile.write(part)
-        self.close_connection = True
-        if reset:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.rfile.close()  # a socket only really closes (here: resets) once no file holds it
-            self.connection.close()
-
-    def _drip(self, data: bytes, interval: float) -> None:
-        for offset in range(len(data)):
-            if self.sim._stopping.wait(interval):  # the simulator stops
-                self.close_connection = True
-                return
-            try:
-                self.wfile.write(data[offset:offset + 1])
-            except OSError:  # the client gave up
-                self.close_connection = True
-                return
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up on an answer: no news
-            return
-        super().handle_error(request, client_address)
-
-
-class ConnectWiseSimulator:
+class ConnectWiseSimulator(SimulatorBase):
     """A ConnectWise Manage API on 127.0.0.1 serving `dataset` (see the module docstring).
 
     `credentials` holds plain values for `company_id`, `public_key`, `private_key` and
     `client_id`; None means `DEMO_CREDENTIALS`. Use as a context manager or call
-    `start()` / `stop()`.
+    `start()` / `stop()`; the controls (failures, rate limit, broken transfers, short pages,
+    counters) are `SimulatorBase`'s.
     """
+
+    api_prefix = API_PREFIX
+    server_version = "ConnectWiseSimulator/1.0"
+    name = "cw"
+    extra_headers = {"api-current-version": VERSION_CODE.lstrip("v")}
 
     def __init__(
         self,
@@ -391,202 +210,22 @@ class ConnectWiseSimulator:
         tls: bool = False,
         verbose: bool = False,
     ) -> None:
-        credentials = dict(DEMO_CREDENTIALS if credentials is None else credentials)
-        missing = [key for key in CREDENTIAL_KEYS if not credentials.get(key)]
-        if missing:
-            raise ValueError(f"simulator credentials lack {', '.join(missing)}")
-        self.dataset = dataset
+        credentials = checked_credentials(credentials, DEMO_CREDENTIALS, CREDENTIAL_KEYS)
+        super().__init__(dataset, port=port, rate_limit=rate_limit, tls=tls, verbose=verbose)
         self.max_page_size = max_page_size
-        self.verbose = verbose
-        self.lock = threading.RLock()  # held while reading the dataset
-        self._cache: dict[str, tuple[list[dict], list[dict], list[int]]] = {}
-        # Records served verbatim at the end of page 1 of their kind (a vendor bug to simulate:
-        # no id, an id twice, wrong types...); counted by `/count`, never filtered or sorted.
-        self.malformed: dict[str, list[dict]] = {}
-        # Raw JSON texts of records served after the malformed ones, and counted likewise.
-        self.poison: dict[str, list[str]] = {}
-        self._short_pages: list[_ShortPage] = []  # under self._gate.lock
-        self._count_lies: dict[str, int] = {}  # API path -> what /count adds
         self._credentials = credentials
         self._expected_auth = "Basic " + base64.b64encode(
             f"{credentials['company_id']}+{credentials['public_key']}:{credentials['private_key']}".encode()
         ).decode("ascii")
-        self._port = port
-        self._tls = tls
-        self._gate = _Gate()
-        self._gate.rate_limit = rate_limit
-        self._transfer_faults: list[_TransferFault] = []  # under self._gate.lock
-        self._stopping = threading.Event()
-        self._count_lock = threading.Lock()
-        self._requests = 0
-        self.requests_by_path: dict[str, int] = {}
-        self.request_times: list[float] = []  # time.monotonic() of each API request
-        self._server: _Server | None = None
-        self._connections: set[socket.socket] = set()  # open keep-alive connections
-        self._thread: threading.Thread | None = None
-        self._tls_dir: tempfile.TemporaryDirectory | None = None
-        self.ca_file: str | None = None
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> "ConnectWiseSimulator":
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        handler = type("ConnectWiseHandler", (_Handler,), {"sim": self})
-        server = _Server(("127.0.0.1", self._port), handler)
-        if self._tls:
-            server.socket = self._tls_context().wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"cw-simulator-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()  # ends drips in progress
-        self._server.shutdown()
-        self._server.server_close()
-        with self._count_lock:  # a stopped server must not go on answering pooled connections
-            connections, self._connections = list(self._connections), set()
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-        if self._tls_dir is not None:
-            self._tls_dir.cleanup()
-            self._tls_dir = None
-
-    def __enter__(self) -> "ConnectWiseSimulator":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the simulator is not running")
-        return self._server.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        """The site root, e.g. http://127.0.0.1:8101 (the API is under API_PREFIX)."""
-        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
-
-    @property
-    def api_url(self) -> str:
-        return self.base_url + API_PREFIX
-
-    # -- misbehaviour and counters -------------------------------------------------------
-
-    @property
-    def rate_limit(self) -> tuple[int, float] | None:
-        return self._gate.rate_limit
-
-    @rate_limit.setter
-    def rate_limit(self, value: tuple[int, float] | None) -> None:
-        with self._gate.lock:
-            self._gate.rate_limit = value
-            self._gate.window.clear()
-
-    def fail_next(self, n: int, status: int = 503, *, retry_after: int | None = None) -> None:
-        """Answer the next `n` API requests with `status` (429 gets Retry-After: 1 by default)."""
-        if status == 429 and retry_after is None:
-            retry_after = 1
-        with self._gate.lock:
-            self._gate.failures.extend([(status, retry_after)] * n)
-
-    def break_transfers(self, mode: str, *, path: str | None = None, page: int | None = None,
-                        first: int | None = None, interval: float = 0.05) -> None:
-        """Spoil the bodies of the API requests to `path` (below API_PREFIX, e.g.
-        "/company/companies"; None: every API path), only those for `page` when given: the
-        first `first` of them, or every one until `mend_transfers()` when `first` is None.
-        Status and headers are sent as usual.
-
-        Modes: `cut_body` (Content-Length N, half the bytes, then the connection closes),
-        `reset_mid_body` (half the bytes, then an RST), `drip` (one byte every `interval`
-        seconds), `bad_gzip` (announced as gzip, sent plain), `bad_utf8` (a byte that is not
-        UTF-8), `bad_json` (the last byte missing). Faults added earlier are served first.
-        """
-        if mode not in TRANSFER_FAULTS:
-            raise ValueError(f"unknown transfer fault {mode!r}; expected one of {', '.join(TRANSFER_FAULTS)}")
-        if first is not None and first < 1:
-            raise ValueError("first must be at least 1 (or None for every request)")
-        with self._gate.lock:
-            self._transfer_faults.append(_TransferFault(mode, path, page, first, interval))
-
-    def mend_transfers(self) -> None:
-        """No more broken transfers."""
-        with self._gate.lock:
-            self._transfer_faults.clear()
-
-    def short_page(self, path: str, page: int, *, keep: int = 0, first: int | None = None) -> None:
-        """Serve page `page` of `path` (below API_PREFIX, e.g. "/company/configurations") with
-        only its first `keep` records (0: an empty page), Link headers unchanged: the first
-        `first` requests of it, or every one until `mend_pages()` when `first` is None."""
-        if page < 1 or keep < 0 or (first is not None and first < 1):
-            raise ValueError("page and first must be at least 1, keep at least 0")
-        with self._gate.lock:
-            self._short_pages.append(_ShortPage(path, page, keep, first))
-
-    def lie_about_count(self, path: str, by: int) -> None:
-        """`path/count` answers `by` more records than `path` serves (fewer when negative)."""
-        with self._gate.lock:
-            self._count_lies[path] = by
-
-    def mend_pages(self) -> None:
-        """No more short pages or lying counts."""
-        with self._gate.lock:
-            self._short_pages.clear()
-            self._count_lies.clear()
-
-    def _shortened(self, endpoint: str, page: int, chunk: list) -> list:
-        with self._gate.lock:
-            for fault in self._short_pages:
-                if fault.remaining != 0 and (fault.path, fault.page) == (endpoint, page):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    return chunk[: fault.keep]
-        return chunk
-
-    def _transfer_fault(self, request_path: str) -> _TransferFault | None:
-        """The fault that spoils this request's answer, if any (counted against its `first`)."""
-        parts = urlsplit(request_path)
-        path = parts.path.rstrip("/")
-        if not path.startswith(API_PREFIX + "/"):
-            return None
-        endpoint = path[len(API_PREFIX):]
-        page = parse_qs(parts.query).get("page", ["1"])[-1]
-        with self._gate.lock:
-            for fault in self._transfer_faults:
-                if fault.applies(endpoint, page):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    return fault
-        return None
-
-    @property
-    def requests(self) -> int:
-        """API requests received (under API_PREFIX, whatever their answer)."""
-        with self._count_lock:
-            return self._requests
-
-    def reset_counts(self) -> None:
-        with self._count_lock:
-            self._requests = 0
-            self.requests_by_path.clear()
-            self.request_times.clear()
+    def error_body(self, error: ApiError) -> dict:
+        return {"code": error.code, "message": error.message, "errors": None}
 
     # -- answering -----------------------------------------------------------------------
 
-    def _answer(self, request: _Handler) -> tuple[int, object, dict[str, str]]:
+    def _answer(self, request) -> tuple[int, object, dict[str, str]]:
+        if request.command != "GET":
+            raise ApiError(405, "MethodNotAllowed", "This simulator is read-only", {"Allow": "GET"})
         parts = urlsplit(request.path)
         path = parts.path.rstrip("/") or "/"
         if path.startswith("/login/companyinfo/"):
@@ -594,11 +233,7 @@ class ConnectWiseSimulator:
         if not path.startswith(API_PREFIX + "/"):
             raise ApiError(404, "NotFound", f"{path} is not an API path")
         endpoint = path[len(API_PREFIX):]
-        with self._count_lock:
-            self._requests += 1
-            self.requests_by_path[endpoint] = self.requests_by_path.get(endpoint, 0) + 1
-            self.request_times.append(time.monotonic())
-        self._gate.check()
+        self._count(endpoint)
         self._authenticate(request)
         counting = endpoint.endswith("/count")
         kind = ENDPOINTS.get(endpoint[: -len("/count")] if counting else endpoint)
@@ -610,7 +245,7 @@ class ConnectWiseSimulator:
             raise ApiError(400, "InvalidObject", "query string cannot be parsed") from None
         return self._list(kind, endpoint, query, request, counting)
 
-    def _authenticate(self, request: _Handler) -> None:
+    def _authenticate(self, request) -> None:
         given = request.headers.get("Authorization", "")
         client_id = request.headers.get("clientId", "")
         if not hmac.compare_digest(given.encode(), self._expected_auth.encode()):
@@ -618,7 +253,7 @@ class ConnectWiseSimulator:
         if not hmac.compare_digest(client_id.encode(), self._credentials["client_id"].encode()):
             raise ApiError(401, "Unauthorized", "Authentication failed: a valid clientId header is required")
 
-    def _company_info(self, company_id: str, request: _Handler) -> dict:
+    def _company_info(self, company_id: str, request) -> dict:
         host = request.headers.get("Host") or f"127.0.0.1:{self.port}"
         return {
             "CompanyName": company_id,
@@ -630,7 +265,7 @@ class ConnectWiseSimulator:
             "SiteUrl": host,
         }
 
-    def _list(self, kind: str, endpoint: str, query: dict[str, str], request: _Handler, counting: bool):
+    def _list(self, kind: str, endpoint: str, query: dict[str, str], request, counting: bool):
         conditions = query.get("conditions", "").strip()
         predicate = parse_conditions(conditions) if conditions else None
         order = self._order(query.get("orderBy", "").strip())
@@ -644,8 +279,7 @@ class ConnectWiseSimulator:
         malformed = self.malformed.get(kind, [])
         poison = self.poison.get(kind, [])
         if counting:
-            with self._gate.lock:
-                lie = self._count_lies.get(endpoint[: -len("/count")], 0)
+            lie = self._count_lie(endpoint[: -len("/count")])
             return 200, {"count": len(records) + len(malformed) + len(poison) + lie}, {}
         if order is not None and order != ("id", False):
             records, ids = self._sorted(records, order), None
@@ -654,7 +288,7 @@ class ConnectWiseSimulator:
         keep = {k: v for k, v in query.items() if k not in ("page", "pageSize", "pageId")}
         if forward_only:
             page_id = self._int(query, "pageId", 0, minimum=0)
-            start = bisect_right(ids if ids is not None else [r["id"] for r in records], page_id)
+            start = self._after(ids if ids is not None else [r["id"] for r in records], page_id)
             chunk = records[start:start + page_size]
             links = {}
             if start + page_size < len(records):
@@ -677,7 +311,7 @@ class ConnectWiseSimulator:
         if fields:
             chunk = self._project(chunk, fields)
         if poison and not forward_only and page == 1:
-            chunk = _RawJson("[" + ",".join([json.dumps(r, separators=(",", ":")) for r in chunk] + poison) + "]")
+            chunk = RawJson(json_list(chunk, poison))
         host = request.headers.get("Host") or f"127.0.0.1:{self.port}"
         site = f"{'https' if self._tls else 'http'}://{host}{API_PREFIX}{endpoint}"
         link = ", ".join(
@@ -688,19 +322,6 @@ class ConnectWiseSimulator:
         return 200, chunk, {"Link": link}
 
     @staticmethod
-    def _int(query: dict[str, str], name: str, default: int, minimum: int) -> int:
-        text = query.get(name, "").strip()
-        if not text:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise ApiError(400, "InvalidObject", f"{name} must be a whole number") from None
-        if value < minimum:
-            raise ApiError(400, "InvalidObject", f"{name} must be at least {minimum}")
-        return value
-
-    @staticmethod
     def _order(text: str) -> tuple[str, bool] | None:
         if not text:
             return None
@@ -708,29 +329,6 @@ class ConnectWiseSimulator:
         if not match:
             raise ApiError(400, "InvalidObject", f"orderBy: cannot parse {text!r}")
         return match[1], (match[2] or "asc").lower() == "desc"
-
-    def _snapshot(self, kind: str) -> tuple[list[dict], list[int]]:
-        """The records of `kind` sorted by id, and their ids.
-
-        The dataset lists are live, so this is checked on every request, cheaply: comparing
-        the list with the last copy is a C loop on object identity when nothing changed. (An
-        in-place edit of a record's *id* is the one change it cannot see.)
-        """
-        with self.lock:
-            current = self.dataset.records(kind)
-            cached = self._cache.get(kind)
-            if cached is not None and cached[0] == current:
-                return cached[1], cached[2]
-            copy = list(current)
-        ids = list(map(_get_id, copy))
-        if ids == sorted(ids):
-            ordered = copy
-        else:
-            ordered = sorted(copy, key=_get_id)
-            ids = list(map(_get_id, ordered))
-        with self.lock:
-            self._cache[kind] = (copy, ordered, ids)
-        return ordered, ids
 
     @staticmethod
     def _sorted(records: list[dict], order: tuple[str, bool]) -> list[dict]:
@@ -752,49 +350,6 @@ class ConnectWiseSimulator:
             return [{"id": r["id"]} if "id" in r else {} for r in records]
         return [{name: r[name] for name in names if name in r} for r in records]
 
-    # -- TLS -----------------------------------------------------------------------------
-
-    def _tls_context(self) -> ssl.SSLContext:
-        self._tls_dir = tempfile.TemporaryDirectory(prefix="cw-sim-tls-")
-        cert_file = os.path.join(self._tls_dir.name, "cert.pem")
-        key_file = os.path.join(self._tls_dir.name, "key.pem")
-        _write_self_signed_certificate(cert_file, key_file)
-        self.ca_file = cert_file
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
-        return context
-
-
-def _write_self_signed_certificate(cert_file: str, key_file: str) -> None:
-    """A one-day certificate for 127.0.0.1 / localhost (needs the `cryptography` package)."""
-    import ipaddress
-    from datetime import timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ConnectWise simulator")])
-    now = datetime.now(timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    with open(key_file, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    with open(cert_file, "wb") as handle:
-        handle.write(certificate.public_bytes(serialization.Encoding.PEM))
-
-
 # --- command line ------------------------------------------------------------------------
 
 
@@ -806,21 +361,8 @@ def run_forever(port: int, dataset_name: str = "small", seed: int = 1,
     Prints one line with the URL and where the accepted credentials come from (never the
     secret values themselves, except the public demo ones).
     """
-    simulator = ConnectWiseSimulator(generate(dataset_name, seed), credentials=credentials, port=port, tls=tls)
-    simulator.start()
-    if credentials is None:
-        source = "demo credentials " + ", ".join(f"{k}={v}" for k, v in DEMO_CREDENTIALS.items())
-    else:
-        source = credentials_source or "the credentials given"
-    print(f"ConnectWise simulator ({dataset_name} dataset, seed {seed}) at {simulator.base_url} "
-          f"accepting {source}; Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        simulator.stop()
+    run_simulator(ConnectWiseSimulator, "ConnectWise", DEMO_CREDENTIALS, port, dataset_name, seed, credentials,
+                  credentials_source, tls)
 
 
 def serve(source: str, port: int, dataset: str = "small", seed: int = 1,
