@@ -13,6 +13,7 @@ import os
 import sys
 
 from hg_pipeline import secrets
+from hg_pipeline.connectors.registry import SOURCES, demo_ready
 from hg_pipeline.warehouse import db
 
 
@@ -377,22 +378,22 @@ def format_outcome(outcome) -> str:
 
 def cmd_simulate(args) -> None:
     from hg_pipeline.connectors.credentials import parse_credential_args, resolve_credentials
-    from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS
+    from hg_pipeline.connectors.registry import UnknownSource, source
 
-    if args.source != "connectwise":
-        raise InputError(f"no simulator for {args.source!r} yet (available: connectwise)")
+    try:
+        simulator = source(args.source).simulator_module()
+    except UnknownSource as exc:
+        raise InputError(str(exc)) from None
     credentials = None
     if args.credential:
-        credentials = resolve_credentials(parse_credential_args(args.credential), CREDENTIAL_KEYS[args.source])
-    from hg_pipeline.simulators.connectwise import run_forever
-
-    run_forever(args.port, args.dataset, args.seed, credentials, tls=args.tls)
+        credentials = resolve_credentials(parse_credential_args(args.credential), source(args.source).required_keys)
+    simulator.run_forever(args.port, args.dataset, args.seed, credentials, tls=args.tls)
 
 
 def cmd_demo(args) -> int:
     from hg_pipeline.demo import run_demo
 
-    return run_demo(args.database_url, port=args.port, log_level=run_log_level(args))
+    return run_demo(args.database_url, port=args.port, log_level=run_log_level(args), source_name=args.source)
 
 
 def cmd_bench(args) -> None:
@@ -424,7 +425,7 @@ def _parser() -> argparse.ArgumentParser:
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True)
     p = command(tenant, "add", cmd_tenant_add, "register a tenant")
     p.add_argument("tenant")
-    p.add_argument("--source", required=True, choices=["connectwise", "halopsa", "autotask", "import"])
+    p.add_argument("--source", required=True, choices=list(SOURCES))
     p.add_argument("--base-url")
     p.add_argument("--credential", action="append", metavar="KEY=env:VAR")
     p.add_argument("--name")
@@ -476,6 +477,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve HTTPS with a throw-away certificate (for vendor clients that only speak https)")
 
     p = command(sub, "demo", cmd_demo, "simulator + tenant + default mapping + full sync into the embedded database")
+    p.add_argument("--source", choices=list(demo_ready()), default="connectwise")
     p.add_argument("--port", type=int, default=8101)
 
     p = command(sub, "bench", cmd_bench, "full sync of a simulated MSP into PostgreSQL, with figures")

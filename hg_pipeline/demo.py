@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from hg_pipeline.mapping.document import default_document
-from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
+from hg_pipeline.connectors.registry import SourceSpec, source
 from hg_pipeline.simulators.datasets import generate
 from hg_pipeline.warehouse import db
 from hg_pipeline.warehouse.load import live_counts
@@ -15,24 +14,33 @@ from hg_pipeline.warehouse.schema import upgrade
 from hg_pipeline.warehouse.tenants import Tenant, TenantError, add_tenant, get_tenant
 
 DEMO_TENANT = "demo-msp"
-# The demo tenant's credentials are references to these variables, as a real tenant's are.
-DEMO_ENV = {key: f"HG_DEMO_CW_{key.upper()}" for key in DEMO_CREDENTIALS}
+_ENV_PREFIX = {"connectwise": "HG_DEMO_CW_"}
 
 
-def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL") -> int:
+def demo_env(spec: SourceSpec) -> dict[str, str]:
+    """The variables the demo tenant's credentials refer to, as a real tenant's do."""
+    prefix = _ENV_PREFIX.get(spec.name, f"HG_DEMO_{spec.name.upper()}_")
+    return {key: f"{prefix}{key.upper()}" for key in spec.simulator_module().DEMO_CREDENTIALS}
+
+
+def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL",
+             source_name: str = "connectwise") -> int:
     from hg_pipeline.cli import format_outcome
     from hg_pipeline.orchestration.run import run_sync
 
+    spec = source(source_name)
+    demo_credentials = spec.simulator_module().DEMO_CREDENTIALS
+    env = demo_env(spec)
     engine = db.connect(database_url)
     upgrade(engine)
-    for key, var in DEMO_ENV.items():
-        os.environ.setdefault(var, DEMO_CREDENTIALS[key])
+    for key, var in env.items():
+        os.environ.setdefault(var, demo_credentials[key])
     port = port if _port_free(port) else 0
-    with ConnectWiseSimulator(generate("small", seed=1), port=port) as simulator:
-        print(f"ConnectWise simulator on {simulator.base_url} (small dataset, seed 1)")
-        _ensure_tenant(engine, simulator.base_url)
+    with spec.simulator_class()(generate("small", seed=1), port=port) as simulator:
+        print(f"{spec.title} simulator on {simulator.base_url} (small dataset, seed 1)")
+        _ensure_tenant(engine, simulator.base_url, spec, env)
         if current_mapping(engine, DEMO_TENANT) is None:
-            store_mapping(engine, DEMO_TENANT, default_document())
+            store_mapping(engine, DEMO_TENANT, spec.default_document())
             print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
         outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=log_level)
     print(format_outcome(outcome))
@@ -48,14 +56,14 @@ def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL"
         "  .venv/bin/dagster dev -w workspace.yaml     # then open http://127.0.0.1:3000\n"
         "Nothing starts on its own there: the demo's sync already brought the data and applied the mapping.\n"
         "To launch syncs from the UI, keep a simulator running in another terminal:\n"
-        f"  .venv/bin/hg-pipeline simulate connectwise --port {port or 8101}\n"
-        + "".join(f"  export {var}={DEMO_CREDENTIALS[key]}\n" for key, var in DEMO_ENV.items())
+        f"  .venv/bin/hg-pipeline simulate {spec.name} --port {port or 8101}\n"
+        + "".join(f"  export {var}={demo_credentials[key]}\n" for key, var in env.items())
         + "Then try: .venv/bin/hg-pipeline mapping pending demo-msp  (and: mapping show, mapping details)"
     )
     return 0
 
 
-def _ensure_tenant(engine, base_url: str) -> None:
+def _ensure_tenant(engine, base_url: str, spec: SourceSpec, env: dict[str, str]) -> None:
     try:
         get_tenant(engine, DEMO_TENANT)
         from sqlalchemy import update
@@ -67,10 +75,10 @@ def _ensure_tenant(engine, base_url: str) -> None:
     except TenantError:
         add_tenant(engine, Tenant(
             tenant_id=DEMO_TENANT,
-            name="Demo MSP (simulated ConnectWise)",
-            source="connectwise",
+            name=f"Demo MSP (simulated {spec.title})",
+            source=spec.name,
             base_url=base_url,
-            credentials={key: f"env:{var}" for key, var in DEMO_ENV.items()},
+            credentials={key: f"env:{var}" for key, var in env.items()},
             notify_email="ops@demo-msp.example",
         ))
         print(f"registered tenant {DEMO_TENANT}")

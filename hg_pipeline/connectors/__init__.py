@@ -1,31 +1,26 @@
-"""PSA connectors: one module per source on a shared HTTP core (paging, retries, rate limit)."""
+"""PSA connectors: one module per source on a shared HTTP core (auth, paging, retries, rate
+limit); `registry.py` names the sources."""
 
 from __future__ import annotations
 
-from hg_pipeline.connectors.connectwise import ConnectWiseConnector, RecordError
+from hg_pipeline.connectors.base import Connector, Endpoint
 from hg_pipeline.connectors.credentials import CredentialError, parse_credential_args, resolve_credentials
 from hg_pipeline.connectors.http import PsaAuthError, PsaError, PsaUnreachable
-
-# Credential keys each source needs (product contract, section 1).
-CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
-    "connectwise": ("company_id", "public_key", "private_key", "client_id"),
-    "halopsa": ("client_id", "client_secret"),
-    "autotask": ("username", "secret", "integration_code"),
-    "import": (),
-}
+from hg_pipeline.connectors.records import RecordError
+from hg_pipeline.connectors.registry import SOURCES, SourceSpec, UnknownSource, source
 
 __all__ = [
-    "CREDENTIAL_KEYS", "ConnectWiseConnector", "CredentialError", "PsaAuthError", "PsaError",
-    "PsaUnreachable", "RecordError", "build_connector", "parse_credential_args", "resolve_credentials",
+    "Connector", "CredentialError", "Endpoint", "PsaAuthError", "PsaError", "PsaUnreachable", "RecordError",
+    "SOURCES", "SourceSpec", "UnknownSource", "build_connector", "parse_credential_args", "resolve_credentials",
+    "source",
 ]
 
 
-def build_connector(source: str, base_url: str, credentials: dict[str, str], **options) -> ConnectWiseConnector:
-    """The connector for `source`, given resolved (plain) credentials.
+def build_connector(source_name: str, base_url: str, credentials: dict[str, str], **options) -> Connector:
+    """The connector for `source_name`, given resolved (plain) credentials; UnknownSource for a
+    source with no connector.
 
     `options` go to the connector: page_size, concurrency, requests_per_second,
-    max_retries, timeout, deadline, backoff, max_wait, since_inclusive.
+    max_retries, timeout, deadline, backoff, max_wait, since_inclusive, http_options.
     """
-    if source == "connectwise":
-        return ConnectWiseConnector(base_url, credentials, **options)
-    raise ValueError(f"source {source} is not supported yet")
+    return source(source_name).connector_factory()(base_url, credentials, **options)

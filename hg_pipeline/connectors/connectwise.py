@@ -25,6 +25,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from hg_pipeline.connectors.auth import BasicAuth
+from hg_pipeline.connectors.base import Endpoint
 from hg_pipeline.connectors.http import (
     DEFAULT_DEADLINE,
     Abandon,
@@ -37,32 +39,54 @@ from hg_pipeline.connectors.http import (
 )
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
-from hg_pipeline.connectors.records import RecordError, UnreadableRecord, check_record, id_text, payload_id, shown
+from hg_pipeline.connectors.records import (
+    RecordError,
+    UnreadableRecord,
+    check_record,
+    email_address as _email,
+    flag as _flag,
+    id_text,
+    number as _number,
+    payload_id,
+    ref as _ref,
+    ref_id as _ref_id,
+    ref_name as _ref_name,
+    text_value as _text,
+)
+from hg_pipeline.connectors.registry import source
 
 log = logging.getLogger("hg_pipeline.connectors")
 
-CREDENTIAL_KEYS = ("company_id", "public_key", "private_key", "client_id")
+CREDENTIAL_KEYS = source("connectwise").required_keys
 DEFAULT_CODEBASE = "v4_6_release/"
 API_VERSION = "2025.1"
 MAX_PAGE_SIZE = 1000
 
-# Canonical entity -> API paths (below /apis/3.0), read in this order.
-ENDPOINTS: dict[str, tuple[str, ...]] = {
-    "company_types": ("company/companies/types",),
-    "contact_types": ("company/contacts/types",),
-    "product_categories": ("procurement/categories", "procurement/subcategories"),
-    "companies": ("company/companies",),
-    "contacts": ("company/contacts",),
-    "products": ("procurement/catalog",),
-    "members": ("system/members",),
-    "assets": ("company/configurations",),
-}
 # psa_id prefixes keep category and subcategory ids apart in one list.
 CATEGORY_PREFIX = "cat-"
 SUBCATEGORY_PREFIX = "sub-"
-_ID_PREFIX = {"procurement/categories": CATEGORY_PREFIX, "procurement/subcategories": SUBCATEGORY_PREFIX}
 
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+def _endpoint(entity: str, path: str, id_prefix: str = "") -> Endpoint:
+    # Every list: /count then pages by number (Link headers when the count fails), the body a
+    # JSON list, `lastUpdated` conditions for changes (psa-api-notes 1.4).
+    return Endpoint(entity, path, paginator="counted_pages", change_field="lastUpdated", id_prefix=id_prefix)
+
+
+# Canonical entity -> its endpoints (paths below /apis/3.0), read in this order.
+ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
+    "company_types": (_endpoint("company_types", "company/companies/types"),),
+    "contact_types": (_endpoint("contact_types", "company/contacts/types"),),
+    "product_categories": (_endpoint("product_categories", "procurement/categories", CATEGORY_PREFIX),
+                           _endpoint("product_categories", "procurement/subcategories", SUBCATEGORY_PREFIX)),
+    "companies": (_endpoint("companies", "company/companies"),),
+    "contacts": (_endpoint("contacts", "company/contacts"),),
+    "products": (_endpoint("products", "procurement/catalog"),),
+    "members": (_endpoint("members", "system/members"),),
+    "assets": (_endpoint("assets", "company/configurations"),),
+}
+_ID_PREFIX = {endpoint.path: endpoint.id_prefix for endpoints in ENDPOINTS.values() for endpoint in endpoints}
+
 # What a record of each entity is called in a quarantine reason.
 _LABELS = {
     "company_types": "company type", "contact_types": "contact type", "product_categories": "product category",
@@ -81,8 +105,7 @@ class ConnectWiseConnector:
     """
 
     source = "connectwise"
-    # `lastUpdated` conditions work on every entity we read (psa-api-notes 1.4)
-    supports_incremental = True
+    payload_id = staticmethod(payload_id)
 
     def __init__(
         self,
@@ -114,11 +137,9 @@ class ConnectWiseConnector:
         self._company_id = credentials["company_id"]
         self.http = PsaHttp(
             self.base_url,
-            headers={
-                "clientId": credentials["client_id"],
-                "Accept": f"application/vnd.connectwise.com+json; version={API_VERSION}",
-            },
-            auth=(f"{credentials['company_id']}+{credentials['public_key']}", credentials["private_key"]),
+            headers={"Accept": f"application/vnd.connectwise.com+json; version={API_VERSION}"},
+            auth=BasicAuth(f"{credentials['company_id']}+{credentials['public_key']}", credentials["private_key"],
+                           headers={"clientId": credentials["client_id"]}),
             secrets=[credentials[key] for key in CREDENTIAL_KEYS],
             max_retries=max_retries,
             backoff=backoff,
@@ -166,6 +187,11 @@ class ConnectWiseConnector:
         return codebase
 
     # -- reading -------------------------------------------------------------------------
+
+    def supports_incremental(self, entity: str) -> bool:
+        """Whether every endpoint of `entity` has a change field (all do: `lastUpdated`)."""
+        _endpoints(entity)  # ValueError for an unknown entity
+        return all(endpoint.change_field for endpoint in ENDPOINTS[entity])
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]:
         """Raw payload pages of `entity` (records changed after `since` when given).
@@ -341,8 +367,9 @@ class ConnectWiseConnector:
 
 
 def _endpoints(entity: str) -> tuple[str, ...]:
+    """The API paths of `entity`."""
     try:
-        return ENDPOINTS[entity]
+        return tuple(endpoint.path for endpoint in ENDPOINTS[entity])
     except KeyError:
         raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENDPOINTS)}") from None
 
@@ -353,63 +380,6 @@ def _endpoints(entity: str) -> tuple[str, ...]:
 def _id(payload: Mapping, what: str) -> str:
     """The record's id: ConnectWise ids are positive integers."""
     return id_text(payload.get("id"), what)
-
-
-def _text(payload: Mapping, key: str, what: str, *, required: bool = False) -> str | None:
-    value = payload.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise RecordError(f"{what}: {key} is missing")
-        return None
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise RecordError(f"{what}: {key} should be text, got {type(value).__name__}")
-    return str(value).strip()
-
-
-def _ref(payload: Mapping, key: str, what: str) -> Mapping | None:
-    value = payload.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise RecordError(f"{what}: {key} should be an object, got {type(value).__name__}")
-    return value
-
-
-def _ref_name(payload: Mapping, key: str, what: str, field: str = "name") -> str | None:
-    ref = _ref(payload, key, what)
-    return None if ref is None else _text(ref, field, f"{what} {key}")
-
-
-def _ref_id(payload: Mapping, key: str, what: str) -> str | None:
-    ref = _ref(payload, key, what)
-    if ref is None or ref.get("id") is None:
-        return None
-    return _id(ref, f"{what} {key}")
-
-
-def _number(payload: Mapping, key: str, what: str) -> float | None:
-    value = payload.get(key)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise OverflowError
-    except OverflowError:  # also an integer too large for a float
-        raise RecordError(f"{what}: {key} {shown(value)} is not a number") from None
-    return float(value)
-
-
-def _flag(payload: Mapping, key: str, default: bool = False) -> bool:
-    value = payload.get(key)
-    return default if value is None else bool(value)
-
-
-def _email(value: str | None, what: str) -> str | None:
-    if value is None:
-        return None
-    if not _EMAIL.match(value):
-        raise RecordError(f"{what}: {shown(value)} is not an email address")
-    return value
 
 
 def _type_names(payload: Mapping, what: str) -> list[str]:

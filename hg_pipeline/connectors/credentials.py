@@ -14,12 +14,12 @@ import re
 from collections.abc import Iterable, Mapping
 
 from hg_pipeline import secrets
+from hg_pipeline.connectors.registry import every_credential_key
 
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Every credential key of the contract (section 1); only these are named in an error.
-KNOWN_KEYS = frozenset({"company_id", "public_key", "private_key", "client_id", "client_secret", "tenant",
-                        "username", "secret", "integration_code"})
+# Every credential key of a source (contract section 1); only these are named in an error.
+KNOWN_KEYS = every_credential_key()
 EXPECTED = "expected KEY=env:VAR, e.g. private_key=env:CW_PRIVATE"
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http.client import IncompleteRead, RemoteDisconnected  # urllib3's own IncompleteRead derives from it
@@ -28,7 +29,8 @@ from urllib3.exceptions import DecodeError, HTTPError, NameResolutionError, Read
 
 from hg_pipeline.connectors.origin import address_problem, check_base_url, origin_of, private_allowed, shown_origin
 
-from hg_pipeline.secrets import register_basic, register_headers, scrub as scrub_secrets
+from hg_pipeline.connectors.auth import BasicAuth, PsaAuth
+from hg_pipeline.secrets import register_headers, scrub as scrub_secrets
 
 log = logging.getLogger("hg_pipeline.connectors")
 
@@ -58,6 +60,8 @@ class PsaError(Exception):
 class PsaAuthError(PsaError):
     """The PSA refused the credentials (401) or the permission (403)."""
 
+    sent_authorization: str | None = None  # the Authorization header refused (never in a message)
+
 
 class PsaUnreachable(PsaError):
     """No answer from the PSA (connection refused, DNS, timeouts, the deadline) after the retries."""
@@ -77,6 +81,25 @@ class _Retry(Exception):
         self.status = status
         self.retry_after = retry_after
         self.details = details
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one request sends (again on every attempt)."""
+
+    method: str
+    url_path: str  # scrubbed, for messages
+    params: Mapping[str, object] | None
+    json: object
+    data: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    authenticated: bool
+
+    def redirected(self, status: int) -> "_Request":
+        """What follows a redirect: 307/308 keep method and body; the others ask with GET, no body."""
+        if status in (307, 308):
+            return replace(self, params=None)
+        return replace(self, method="GET", params=None, json=None, data=None)
 
 
 class Abandon:
@@ -320,7 +343,7 @@ def _sniff(head: bytes) -> str | None:
 
 
 class PsaHttp:
-    """GETs JSON from one PSA with pooling, retries, deadlines, a rate limit and one origin.
+    """GETs (and POSTs) JSON to one PSA with pooling, retries, deadlines, a rate limit and one origin.
 
     - origin: credentials (auth, headers) go only to the origin of `base_url` (scheme, host,
       port). Redirects are followed by hand, at most MAX_REDIRECTS, and only on that origin;
@@ -352,7 +375,7 @@ class PsaHttp:
         base_url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
+        auth: PsaAuth | tuple[str, str] | None = None,
         secrets: Iterable[str] = (),
         max_retries: int = 5,
         backoff: float = 0.5,
@@ -383,7 +406,10 @@ class PsaHttp:
         self.unanswered_attempts = unanswered_attempts
         self.rate_limiter = rate_limiter or RateLimiter(None)
         self.reachability = reachability or Reachability()
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        if isinstance(auth, tuple):
+            auth = BasicAuth(*auth)
+        self._secrets = sorted({s for s in (*secrets, *(auth.secrets() if auth else ())) if s and len(s) >= 3},
+                               key=len, reverse=True)
         self._jitter = random.Random()
         self._started: float | None = None  # monotonic time of the first request
         # Sent per request, after the origin check; the session itself carries no credential.
@@ -394,9 +420,7 @@ class PsaHttp:
                                   pool_connections=2, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        register_headers(headers or {})  # what a PSA may echo back in an error body
-        if auth is not None:
-            register_basic(*auth)
+        register_headers(headers or {})  # what a PSA may echo back in an error body (auths register their own)
 
     def close(self) -> None:
         self.session.close()
@@ -417,28 +441,51 @@ class PsaHttp:
         self, path: str, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None,
         *, abandon: Abandon | None = None, decode: Callable[[bytes], object] = json.loads,
     ) -> tuple[object, Mapping[str, str]]:
-        """(decoded JSON body, response headers) of GET `path`.
+        """(decoded JSON body, response headers) of GET `path` (see `request`)."""
+        return self.request("GET", path, params, headers=headers, abandon=abandon, decode=decode)
 
-        `abandon`: called by another thread to give up on this request (it then raises PsaError).
-        `decode`: bytes -> object (a ValueError is a body that is not JSON, retried like one).
+    def request(
+        self, method: str, path: str, params: Mapping[str, object] | None = None, json: object = None, *,
+        data: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+        abandon: Abandon | None = None, decode: Callable[[bytes], object] = json.loads, authenticated: bool = True,
+    ) -> tuple[object, Mapping[str, str]]:
+        """(decoded JSON body, response headers) of `method` (GET or POST) `path`.
+
+        `json`: a body sent as JSON (Autotask's queries), `data`: a form body (OAuth2 token
+        requests); both are sent again on every attempt. `abandon`: called by another thread to
+        give up on this request (it then raises PsaError). `decode`: bytes -> object (a
+        ValueError is a body that is not JSON, retried like one). `authenticated`: False sends
+        no credential but the body's (the token request of an OAuth2 auth). A 401 is asked
+        again once when the auth says a fresh credential may cure it (an expired token).
         """
+        method = method.upper()
+        if method not in ("GET", "POST"):
+            raise ValueError(f"unsupported method {method}")
         url = self.url(path)
         url_path = self.scrub(urlsplit(url).path)
-        self._require_own_origin(url, url_path, "a URL")
+        self._require_own_origin(url, url_path, "a URL", method)
         if self._started is None:
             self._started = time.monotonic()
+        send = _Request(method, url_path, params, json, data, headers, authenticated)
         attempt = unanswered = 0
-        invalid_before = False
+        invalid_before = renewed = False
         while True:
-            self._check(abandon, url_path)
+            self._check(abandon, send)
             down = self.reachability.down(str(self.origin))
             if down is not None:
                 raise PsaUnreachable(f"{down}; not retried for the other entities", url_path=url_path)
+            if authenticated and self._auth is not None:
+                self._auth.prepare(self)
             self.rate_limiter.acquire()
             try:
-                return self._attempt(url, url_path, params, headers, abandon, decode)
+                return self._attempt(url, send, abandon, decode)
+            except PsaAuthError as refused:
+                if renewed or refused.status != 401 or not authenticated or self._auth is None \
+                        or not self._auth.after_401(refused.sent_authorization):
+                    raise
+                renewed = True
             except _Retry as failure:
-                self._check(abandon, url_path)  # an abandoned body breaks too: not the PSA's doing
+                self._check(abandon, send)  # an abandoned body breaks too: not the PSA's doing
                 attempt += 1
                 unanswered += failure.unreachable
                 wait = self._wait(attempt - 1, failure.retry_after)
@@ -451,48 +498,53 @@ class PsaHttp:
                 else:
                     stop = None
                 if stop is not None:
-                    raise self._give_up(failure, attempt, stop, url_path)
+                    raise self._give_up(failure, attempt, stop, send)
                 invalid_before = failure.invalid
-                self._pause(attempt - 1, wait, failure.retry_after is not None, failure.reason, url_path, abandon)
+                self._pause(attempt - 1, wait, failure.retry_after is not None, failure.reason, send, abandon)
 
-    def _give_up(self, failure: "_Retry", attempts: int, stop: str, url_path: str) -> PsaError:
+    def _give_up(self, failure: "_Retry", attempts: int, stop: str, send: "_Request") -> PsaError:
+        url_path = send.url_path
         details = f": {failure.details}" if failure.details else ""
-        message = (f"GET {url_path}: {failure.reason} after {attempts} attempt{'s' if attempts > 1 else ''}"
+        message = (f"{send.method} {url_path}: {failure.reason} after {attempts} attempt{'s' if attempts > 1 else ''}"
                    f"{stop}{details}")
         if failure.unreachable:
             self.reachability.mark_down(str(self.origin), message)
             return PsaUnreachable(message, status=failure.status, url_path=url_path)
         return PsaError(message, status=failure.status, url_path=url_path)
 
-    def _require_own_origin(self, url: str, url_path: str, what: str) -> None:
+    def _require_own_origin(self, url: str, url_path: str, what: str, method: str = "GET") -> None:
         try:
             same = origin_of(url) == self.origin
         except ValueError:
             same = False
         if not same:
-            raise PsaError(f"GET {url_path}: the PSA sent {what} to another origin ({shown_origin(url)}); "
+            raise PsaError(f"{method} {url_path}: the PSA sent {what} to another origin ({shown_origin(url)}); "
                            f"credentials are only sent to {self.origin}", url_path=url_path)
 
-    def _attempt(self, url: str, url_path: str, params, headers, abandon,
+    def _attempt(self, url: str, send: "_Request", abandon,
                  decode: Callable[[bytes], object] = json.loads) -> tuple[object, Mapping[str, str]]:
-        """One request within the deadline, same-origin redirects followed; raises _Retry for
-        what another attempt may cure."""
+        """One request within the deadline, same-origin redirects followed (a 307/308 keeps the
+        method and body, the others become a GET); raises _Retry for what another attempt may cure."""
+        url_path = send.url_path
         deadline_at = time.monotonic() + self.deadline
         for hop in range(MAX_REDIRECTS + 1):
-            response = self._send(url, params if hop == 0 else None, headers, deadline_at, url_path)
+            response = self._send(url, send, deadline_at)
             with response:
                 if response.status_code not in REDIRECT_STATUSES:
-                    return self._answer(response, url_path, deadline_at, abandon, decode)
+                    return self._answer(response, send, deadline_at, abandon, decode)
                 location = response.headers.get("Location")
                 if not location:
-                    raise PsaError(f"GET {url_path}: HTTP {response.status_code} redirect without a Location",
+                    raise PsaError(f"{send.method} {url_path}: HTTP {response.status_code} redirect without a Location",
                                    status=response.status_code, url_path=url_path)
                 url = urljoin(response.url, location)
-                self._require_own_origin(url, url_path, "a redirect")
-        raise PsaError(f"GET {url_path}: more than {MAX_REDIRECTS} redirects", url_path=url_path)
+                self._require_own_origin(url, url_path, "a redirect", send.method)
+                send = send.redirected(response.status_code)
+        raise PsaError(f"{send.method} {url_path}: more than {MAX_REDIRECTS} redirects", url_path=url_path)
 
-    def _send(self, url: str, params, headers, deadline_at: float, url_path: str) -> requests.Response:
-        """The response of one GET, headers read, body not yet; credentials only now, after the origin check."""
+    def _send(self, url: str, send: "_Request", deadline_at: float) -> requests.Response:
+        """The response of one request, headers read, body not yet; credentials only now, after
+        the origin check."""
+        url_path = send.url_path
         left = deadline_at - time.monotonic()
         if left <= 0:
             raise _Retry(self._deadline_passed(), unreachable=True)
@@ -500,11 +552,13 @@ class PsaHttp:
         capped = timeout < self.timeout  # the deadline, not the timeout, ends a silence now
         try:
             with _Watch(left) as watch:
-                response = self.session.get(url, params=params, headers={**self._headers, **(headers or {})},
-                                            auth=self._auth, timeout=(timeout, timeout), stream=True,
-                                            allow_redirects=False)
+                response = self.session.request(
+                    send.method, url, params=send.params, json=send.json, data=send.data,
+                    headers={**self._headers, **(send.headers or {})},
+                    auth=self._auth if send.authenticated else None, timeout=(timeout, timeout), stream=True,
+                    allow_redirects=False)
         except _RefusedPeer as refused:
-            raise PsaError(f"GET {url_path}: refused before sending anything: {refused}", url_path=url_path) from None
+            raise PsaError(f"{send.method} {url_path}: refused before sending anything: {refused}", url_path=url_path) from None
         except requests.ConnectTimeout:
             reason = self._deadline_passed() if capped or watch.expired else f"no connection within {timeout:g} s"
             raise _Retry(reason, unreachable=True) from None
@@ -515,34 +569,37 @@ class PsaHttp:
             reason = self._deadline_passed() if watch.expired else _no_connection(error)
             raise _Retry(reason, unreachable=True) from None
         except requests.RequestException as error:
-            raise PsaError(f"GET {url_path}: request failed ({type(error).__name__})", url_path=url_path) from None
+            raise PsaError(f"{send.method} {url_path}: request failed ({type(error).__name__})", url_path=url_path) from None
         if watch.expired:  # the headers came just as the watchdog shut the connection
             response.close()
             raise _Retry(self._deadline_passed(), unreachable=True)
         return response
 
-    def _answer(self, response: requests.Response, url_path: str, deadline_at: float, abandon,
+    def _answer(self, response: requests.Response, send: "_Request", deadline_at: float, abandon,
                 decode: Callable[[bytes], object]) -> tuple[object, Mapping[str, str]]:
+        url_path = send.url_path
         status = response.status_code
         if status >= 400:
             try:
-                data = self._read_body(response, deadline_at, abandon, url_path, cap=ERROR_BODY_CAP)
+                data = self._read_body(response, deadline_at, abandon, send, cap=ERROR_BODY_CAP)
             except _Retry:
                 data = b""  # an error answer is judged by its status; its body only adds details
             if status in (401, 403):
-                raise PsaAuthError(
-                    f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
+                refused = PsaAuthError(
+                    f"{send.method} {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
                     status=status, url_path=url_path,
                 )
+                refused.sent_authorization = response.request.headers.get("Authorization")
+                raise refused
             if status in RETRY_STATUSES:
                 raise _Retry(f"HTTP {status} {response.reason or ''}".strip(), status=status,
                              retry_after=parse_retry_after(response.headers.get("Retry-After")),
                              details=self._vendor_message(data))
             raise PsaError(
-                f"GET {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
+                f"{send.method} {url_path}: HTTP {status} {response.reason or ''}: {self._vendor_message(data)}",
                 status=status, url_path=url_path,
             )
-        data = self._read_body(response, deadline_at, abandon, url_path, sniff=True)
+        data = self._read_body(response, deadline_at, abandon, send, sniff=True)
         try:
             return decode(data), response.headers
         except UnicodeDecodeError:
@@ -550,7 +607,7 @@ class PsaHttp:
         except ValueError:
             raise _Retry("body is not JSON", status=status, invalid=True) from None
 
-    def _read_body(self, response: requests.Response, deadline_at: float, abandon, url_path: str, *,
+    def _read_body(self, response: requests.Response, deadline_at: float, abandon, send: "_Request", *,
                    cap: int | None = None, sniff: bool = False) -> bytes:
         """The body, read as it arrives; every read waits at most the time left. Only `cap` bytes
         of it when given; with `sniff`, a body that cannot be JSON (HTML, or a first byte no JSON
@@ -564,7 +621,7 @@ class PsaHttp:
         size = 0
         with abandon.reading(raw) if abandon is not None else nullcontext():
             while cap is None or size < cap:
-                self._check(abandon, url_path)
+                self._check(abandon, send)
                 left = deadline_at - time.monotonic()
                 if left <= 0:
                     raise _Retry(f"{self._deadline_passed()} ({_got(raw, expected)})", unreachable=True)
@@ -601,9 +658,9 @@ class PsaHttp:
         return f"no complete answer within the {self.deadline:g} s deadline"
 
     @staticmethod
-    def _check(abandon: Abandon | None, url_path: str) -> None:
+    def _check(abandon: Abandon | None, send: "_Request") -> None:
         if abandon is not None and abandon.is_set():
-            raise PsaError(f"GET {url_path}: abandoned", url_path=url_path)
+            raise PsaError(f"{send.method} {send.url_path}: abandoned", url_path=send.url_path)
 
     def _wait(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number `attempt + 1`."""
@@ -611,14 +668,14 @@ class PsaHttp:
             return min(retry_after, self.max_wait) + self._jitter.uniform(0, 0.1)
         return min(self.backoff * (2 ** attempt), self.max_wait) * self._jitter.uniform(0.5, 1.0)
 
-    def _pause(self, attempt: int, wait: float, retry_after: bool, reason: str, url_path: str,
+    def _pause(self, attempt: int, wait: float, retry_after: bool, reason: str, send: "_Request",
                abandon: Abandon | None = None) -> None:
-        log.warning("GET %s: %s; retry %d of %d in %.2f s%s", url_path, reason, attempt + 1, self.max_retries,
+        log.warning("%s %s: %s; retry %d of %d in %.2f s%s", send.method, send.url_path, reason, attempt + 1, self.max_retries,
                     wait, " (Retry-After)" if retry_after else "")
         if abandon is None:
             time.sleep(wait)
         elif abandon.wait(wait):
-            self._check(abandon, url_path)
+            self._check(abandon, send)
 
     def _vendor_message(self, data: bytes) -> str:
         try:

@@ -17,6 +17,7 @@ The extract stage quarantines a refused record with the reason and the rest goes
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ LIMITS: dict[str, dict[str, tuple[int, str]]] = {
 }
 ID_LENGTH = _limit(_ID)[0]
 
+EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _SPACES = re.compile(r"[\t\n\r]")
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -193,3 +195,63 @@ def safe_text(text: str) -> str:
     if "\x00" in text or _SURROGATE.search(text):
         text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\x00", "\\u0000"))
     return text
+
+
+# --- field readers for normalizers (`what` names the record in a RecordError) ---------
+
+
+def text_value(payload: Mapping, key: str, what: str, *, required: bool = False) -> str | None:
+    value = payload.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RecordError(f"{what}: {key} is missing")
+        return None
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise RecordError(f"{what}: {key} should be text, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def ref(payload: Mapping, key: str, what: str) -> Mapping | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise RecordError(f"{what}: {key} should be an object, got {type(value).__name__}")
+    return value
+
+
+def ref_name(payload: Mapping, key: str, what: str, field: str = "name") -> str | None:
+    found = ref(payload, key, what)
+    return None if found is None else text_value(found, field, f"{what} {key}")
+
+
+def ref_id(payload: Mapping, key: str, what: str) -> str | None:
+    found = ref(payload, key, what)
+    if found is None or found.get("id") is None:
+        return None
+    return id_text(found.get("id"), f"{what} {key}")
+
+
+def number(payload: Mapping, key: str, what: str) -> float | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise OverflowError
+    except OverflowError:  # also an integer too large for a float
+        raise RecordError(f"{what}: {key} {shown(value)} is not a number") from None
+    return float(value)
+
+
+def flag(payload: Mapping, key: str, default: bool = False) -> bool:
+    value = payload.get(key)
+    return default if value is None else bool(value)
+
+
+def email_address(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if not EMAIL.match(value):
+        raise RecordError(f"{what}: {shown(value)} is not an email address")
+    return value

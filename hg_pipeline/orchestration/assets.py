@@ -32,9 +32,8 @@ from dagster import (
 )
 
 from hg_pipeline import secrets
-from hg_pipeline.connectors import CredentialError, PsaError, PsaUnreachable, RecordError
-from hg_pipeline.connectors.paging import IncompleteExtraction
-from hg_pipeline.connectors.records import payload_id
+from hg_pipeline.connectors import CredentialError
+from hg_pipeline.extract import ExtractError, extract_entity
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.checks import check_specs, run_checks
@@ -46,13 +45,6 @@ from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
 from hg_pipeline.warehouse import outage
 from hg_pipeline.warehouse.load import LoadError, load_entity
-from hg_pipeline.warehouse.staging import (
-    RawStager,
-    extract_cursor,
-    live_staged_count,
-    mark_vanished,
-    quarantine_records,
-)
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
 
 EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP = "extract", "map", "load"
@@ -147,52 +139,21 @@ def extract_asset(entity: str) -> AssetsDefinition:
             connector = psa.connector_for(tenant)
         except (TenantError, CredentialError, ValueError) as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
-        incremental = config.incremental and getattr(connector, "supports_incremental", False)
-        since = extract_cursor(engine, tenant_id, entity) if incremental else None
-        now = datetime.now(timezone.utc)
-        bad: list[tuple[str | None, str, dict | None]] = []
-        seen: set[str] = set()
-        first: list[dict] = []  # a few normalized records for the UI
         try:
-            with connector, engine.begin() as conn:
-                stager = RawStager(conn, tenant_id, entity, context.run_id, now)
-                previous = live_staged_count(conn, tenant_id, entity)  # a PSA saying "none" must prove it
-                for page in connector.iter_pages(entity, since=since, previous=previous):
-                    good = []
-                    for payload in page:
-                        try:
-                            record = connector.normalize(entity, payload)
-                        except RecordError as exc:
-                            bad.append((payload_id(payload), str(exc), payload))
-                            continue
-                        if record["psa_id"] in seen:
-                            bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
-                            continue
-                        seen.add(record["psa_id"])
-                        good.append((record["psa_id"], payload, record))
-                    stager.add(good)
-                    first.extend(record for _, _, record in good[: 5 - len(first)])
-                counts = stager.finish(full=since is None)
-                if since is not None:  # changes only came back: an id sweep finds what vanished
-                    present = set(connector.iter_ids(entity, previous=previous))
-                    counts.vanished = mark_vanished(conn, tenant_id, entity, present, now)
-                quarantine_records(conn, tenant_id, entity, bad, context.run_id, now)
-        except IncompleteExtraction as exc:  # the transaction rolled back: the last good staging stays
-            raise _fail(tenant_id, f"extract {entity}", f"{exc}; nothing marked as vanished") from None
-        except PsaUnreachable as exc:
-            raise _fail(tenant_id, f"extract {entity}", f"PSA unreachable at {tenant.base_url}: {exc}") from None
-        except PsaError as exc:
+            result = extract_entity(engine, tenant, entity, connector, context.run_id, config.incremental)
+        except ExtractError as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
+        counts, bad = result.counts, result.quarantined
         return MaterializeResult(metadata={
             "tenant": tenant_id,
-            "mode": "incremental" if since else "full",
+            "mode": result.mode,
             "received": counts.received,
             "new": counts.new,
             "changed": counts.changed,
             "vanished": counts.vanished,
             "quarantined": len(bad),
             "quarantine_sample": MetadataValue.json([{"psa_id": i, "reason": r} for i, r, _ in bad[:10]]),
-            "preview": preview(first, NORMALIZED_FIELDS[entity]),
+            "preview": preview(result.preview, NORMALIZED_FIELDS[entity]),
         })
 
     return _extract

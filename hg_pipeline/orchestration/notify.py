@@ -65,7 +65,8 @@ from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_eve
 from hg_pipeline.orchestration.run_guard import is_alive, run_kind, run_tenant, sweep_abandoned
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.tables import sync_runs
-from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant, TenantError, get_tenant
+from hg_pipeline.connectors.registry import source
+from hg_pipeline.warehouse.tenants import Tenant, TenantError, get_tenant
 
 OVERDUE_HOURS_VAR = "HG_SYNC_OVERDUE_HOURS"
 DEFAULT_OVERDUE_HOURS = 8.0
@@ -276,7 +277,7 @@ def _tenant_secrets(engine: Engine, tenant_id: str) -> list[str]:
     """The tenant's secret values, to redact; none when they cannot be resolved here."""
     try:
         tenant = get_tenant(engine, tenant_id)
-        return list(resolve_credentials(tenant.credentials, CREDENTIAL_KEYS.get(tenant.source, ())).values())
+        return list(resolve_credentials(tenant.credentials, source(tenant.source).required_keys).values())
     except Exception:  # noqa: BLE001 - unknown tenant or missing env vars: nothing to redact
         return []
 

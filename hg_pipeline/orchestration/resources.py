@@ -18,7 +18,8 @@ from hg_pipeline.connectors.http import (
     Reachability,
 )
 from hg_pipeline.warehouse import db
-from hg_pipeline.warehouse.tenants import CREDENTIAL_KEYS, Tenant
+from hg_pipeline.connectors.registry import source
+from hg_pipeline.warehouse.tenants import Tenant
 
 
 class WarehouseResource(ConfigurableResource):
@@ -84,7 +85,7 @@ class PsaResource(ConfigurableResource):
         return attempts * per_attempt + sum(min(backoff * 2 ** i, 60.0) for i in range(attempts - 1))
 
     def connector_for(self, tenant: Tenant):
-        credentials = resolve_credentials(tenant.credentials, CREDENTIAL_KEYS[tenant.source])
+        credentials = resolve_credentials(tenant.credentials, source(tenant.source).required_keys)
         http_options: dict[str, object] = {"entity_deadline": self.entity_deadline_seconds}
         if self._reachability is not None:
             http_options["reachability"] = self._reachability

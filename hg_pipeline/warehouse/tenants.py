@@ -11,17 +11,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from hg_pipeline.connectors.origin import BaseUrlError, check_base_url
+from hg_pipeline.connectors.registry import SOURCES, every_credential_key
 from hg_pipeline.warehouse.tables import tenants
 
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-SOURCES = ("connectwise", "halopsa", "autotask", "import")
-CREDENTIAL_KEYS = {
-    "connectwise": ("company_id", "public_key", "private_key", "client_id"),
-    "halopsa": ("client_id", "client_secret"),
-    "autotask": ("username", "secret", "integration_code"),
-    "import": (),
-}
-OPTIONAL_CREDENTIAL_KEYS = {"halopsa": ("tenant",)}
 
 
 class TenantError(ValueError):
@@ -48,12 +41,11 @@ def validate(tenant: Tenant) -> None:
             check_base_url(tenant.base_url)
         except BaseUrlError as exc:
             raise TenantError(str(exc)) from None
-    required = CREDENTIAL_KEYS[tenant.source]
-    allowed = set(required) | set(OPTIONAL_CREDENTIAL_KEYS.get(tenant.source, ()))
+    spec = SOURCES[tenant.source]
+    required = spec.required_keys
     for key, ref in tenant.credentials.items():
-        if key not in allowed:  # a key of no source may be a pasted value: not shown
-            known = any(key in keys for keys in (*CREDENTIAL_KEYS.values(), *OPTIONAL_CREDENTIAL_KEYS.values()))
-            named = f"credential {key}" if known else "a credential key"
+        if key not in spec.credential_keys:  # a key of no source may be a pasted value: not shown
+            named = f"credential {key}" if key in every_credential_key() else "a credential key"
             raise TenantError(f"{named} is not used by {tenant.source} (expected {', '.join(required)})")
         if not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", str(ref)):
             raise TenantError(f"credential {key} must be a reference like env:VAR, not a value")

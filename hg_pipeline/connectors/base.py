@@ -1,0 +1,71 @@
+"""What the extract stage needs of a source, and how a REST source describes its endpoints.
+
+A connector is whatever satisfies `Connector`: the extract stage (`hg_pipeline/extract.py`)
+talks to nothing else. A REST connector states its endpoints as data (`Endpoint`), in the
+spirit of dlt's rest_api source: the path, the paginator that reads it, where the records sit
+in a page body, the field that says when a record changed, and the prefix that keeps the ids
+of several endpoints of one entity apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One list endpoint of a PSA API, read for a canonical `entity`.
+
+    path: below the API root, e.g. "company/companies";
+    paginator: a strategy name of `paging.PAGINATORS` ("counted_pages", "keyset_by_id", ...);
+    data_selector: the key of the record list in a page body (None: the body is the list);
+    change_field: the field whose value says when a record last changed (None: the endpoint
+      cannot be read incrementally, it is read whole);
+    id_prefix: put before every id read here (ConnectWise categories and subcategories share
+      one list: "cat-", "sub-").
+    """
+
+    entity: str
+    path: str
+    paginator: str
+    data_selector: str | None = None
+    change_field: str | None = None
+    id_prefix: str = ""
+    id_field: str = "id"
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A source as the extract stage reads it. Used as a context manager (closed at the end).
+
+    iter_pages: raw payload pages of `entity` (only those changed after `since` when given);
+      raises `paging.IncompleteExtraction` at the end of a read that does not add up, with
+      `previous` the number of records the last extraction staged (a PSA that returns nothing
+      must prove it);
+    iter_ids: every psa_id of `entity` (an id-only sweep, to find deletions);
+    normalize: one payload -> the record of `entities.NORMALIZED_FIELDS[entity]`, or
+      `records.RecordError` (the stage quarantines it);
+    payload_id: the id to file a refused payload under in quarantine (None when it has none);
+    supports_incremental: whether `iter_pages(entity, since=...)` reads only changes.
+    """
+
+    source: str
+
+    def __enter__(self) -> "Connector": ...
+
+    def __exit__(self, *exc_info) -> None: ...
+
+    def close(self) -> None: ...
+
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]: ...
+
+    def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]: ...
+
+    def normalize(self, entity: str, payload: Mapping) -> dict: ...
+
+    def payload_id(self, payload: object) -> str | None: ...
+
+    def supports_incremental(self, entity: str) -> bool: ...

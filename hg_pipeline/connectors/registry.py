@@ -1,0 +1,110 @@
+"""The sources this pipeline knows: one `SourceSpec` each, and nothing else names a source.
+
+Tenants (which keys a tenant must give), the CLI (`tenant add --source`, `simulate`), the
+demo, the bench and the Dagster resource read this registry. Connector, simulator and default
+mapping are dotted paths ("module:attribute"), imported only when used: the registry loads
+before any of them, and a source whose simulator is not written yet is still a source.
+
+A simulator module provides `DEMO_CREDENTIALS` (plain values it accepts by default) and
+`run_forever(port, dataset_name, seed, credentials, tls=False)`; the attribute named here is
+its server class, started as a context manager with `(dataset, credentials=..., port=...)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+class UnknownSource(ValueError):
+    """A source this pipeline does not know, or cannot read yet; the message is one line."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    title: str  # how people write the vendor's name
+    required_keys: tuple[str, ...]
+    optional_keys: tuple[str, ...] = ()
+    connector: str | None = None  # "module:factory"; called (base_url, credentials, **options)
+    simulator: str | None = None  # "module:ServerClass"
+    default_mapping: str | None = None  # "module:function" returning a mapping document
+    members_word: str = "members"  # the vendor's word for the MSP's staff
+
+    @property
+    def credential_keys(self) -> tuple[str, ...]:
+        return self.required_keys + self.optional_keys
+
+    def connector_factory(self):
+        if self.connector is None:
+            raise UnknownSource(f"source {self.name} is not supported yet (no connector)")
+        return _load(self.connector)
+
+    def simulator_module(self) -> ModuleType:
+        if self.simulator is None:
+            raise UnknownSource(f"no simulator for {self.name!r} yet (available: {', '.join(simulated())})")
+        return importlib.import_module(self.simulator.partition(":")[0])
+
+    def simulator_class(self) -> type:
+        self.simulator_module()  # the one-line error when there is none
+        return _load(self.simulator)
+
+    def default_document(self) -> str:
+        if self.default_mapping is None:
+            raise UnknownSource(f"source {self.name} has no default mapping yet")
+        return _load(self.default_mapping)()
+
+
+def _load(dotted: str):
+    module, _, attribute = dotted.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
+    SourceSpec(
+        name="connectwise", title="ConnectWise Manage",
+        required_keys=("company_id", "public_key", "private_key", "client_id"),
+        connector="hg_pipeline.connectors.connectwise:ConnectWiseConnector",
+        simulator="hg_pipeline.simulators.connectwise:ConnectWiseSimulator",
+        default_mapping="hg_pipeline.mapping.document:default_document",
+        members_word="members",
+    ),
+    SourceSpec(
+        name="halopsa", title="HaloPSA",
+        required_keys=("client_id", "client_secret"), optional_keys=("tenant",),
+        simulator="hg_pipeline.simulators.halopsa:HaloPsaSimulator",
+        members_word="agents",
+    ),
+    SourceSpec(
+        name="autotask", title="Autotask",
+        required_keys=("username", "secret", "integration_code"),
+        simulator="hg_pipeline.simulators.autotask:AutotaskSimulator",
+        members_word="resources",
+    ),
+    # Files or an API push (issue 11): tenants can be registered, nothing reads them yet.
+    SourceSpec(name="import", title="import", required_keys=()),
+)}
+
+
+def source(name: str) -> SourceSpec:
+    """The spec of `name`; UnknownSource (one line) for a name no source has."""
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise UnknownSource(f"source {name!r} is not one of {', '.join(SOURCES)}") from None
+
+
+def simulated() -> tuple[str, ...]:
+    """The sources that have a simulator."""
+    return tuple(name for name, spec in SOURCES.items() if spec.simulator is not None)
+
+
+def demo_ready() -> tuple[str, ...]:
+    """The sources with a simulator, a connector and a default mapping: what `demo` can run."""
+    return tuple(name for name, spec in SOURCES.items()
+                 if spec.simulator and spec.connector and spec.default_mapping)
+
+
+def every_credential_key() -> frozenset[str]:
+    return frozenset(key for spec in SOURCES.values() for key in spec.credential_keys)
