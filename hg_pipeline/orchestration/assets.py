@@ -240,6 +240,9 @@ def load_asset(entity: str) -> AssetsDefinition:
     @_stage(f"load {entity}")
     def _load(context: AssetExecutionContext, warehouse: WarehouseResource, mapped: MappingResult) -> MaterializeResult:
         tenant_id = context.partition_key
+        lost = warehouse.lost_tenant_lock()  # never write beside another sync of the tenant
+        if lost:
+            raise _fail(tenant_id, f"load {entity}", lost)
         try:
             with _bulk_work():
                 counts = load_entity(

@@ -45,6 +45,12 @@ class WarehouseResource(ConfigurableResource):
         self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
                                wait_seconds=self.lock_wait_seconds)
 
+    def lost_tenant_lock(self) -> str | None:
+        """Why this run no longer holds its tenant's lock, or None while it does (or is unguarded)."""
+        from hg_pipeline.orchestration.run_guard import lock_lost
+
+        return lock_lost(self.engine(), self._hold)
+
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         from hg_pipeline.orchestration.run_guard import leave_run
 

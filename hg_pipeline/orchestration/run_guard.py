@@ -107,6 +107,14 @@ def leave_run(engine: Engine, hold: RunHold | None) -> None:
     locks.release(engine, locks.run_alive_name(hold.run_id))
 
 
+def lock_lost(engine: Engine, hold: RunHold | None) -> str | None:
+    """Why `hold` no longer holds its tenant lock (its session died in an outage), else None."""
+    if hold is None or locks.still_held(engine, locks.tenant_lock_name(hold.tenant_id)):
+        return None
+    return ("the tenant lock was lost (the warehouse connection holding it dropped), so another sync "
+            "could be running; nothing loaded, run the sync again")
+
+
 def _holder(engine: Engine, tenant_id: str, run_id: str) -> str:
     """'a full sync of acme is already running (dagster run ...)' for the run holding the lock."""
     with engine.connect() as conn:

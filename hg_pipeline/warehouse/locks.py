@@ -152,3 +152,20 @@ def is_held_elsewhere(engine: Engine, name: str) -> bool:
         return True
     _release(engine, name, handle)
     return False
+
+
+def still_held(engine: Engine, name: str) -> bool:
+    """True while this process holds `name`: on PostgreSQL its session must still answer (an
+    outage that killed the session freed the lock even though this process lives on)."""
+    with _guard:
+        entry = _held.get((str(engine.url), name))
+        if entry is None:
+            return False
+        if engine.dialect.name != "postgresql":
+            return True
+        try:
+            entry[0].execute(text("SELECT 1"))
+            entry[0].commit()
+            return True
+        except Exception:  # noqa: BLE001 - a dead session is the answer, not an error
+            return False

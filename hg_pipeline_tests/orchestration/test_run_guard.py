@@ -206,3 +206,30 @@ def _try(engine, name, wait):
         return False
     locks.release(engine, name)
     return True
+
+
+def test_a_run_whose_lock_session_died_loads_nothing(pg_url, warehouse, simulator, make_tenant, home):
+    """An outage that killed only the lock's PostgreSQL session frees the lock while the run goes
+    on: the run must not load beside a second sync it can no longer exclude."""
+    tenant = make_tenant("acme", simulator)
+    run = hg(pg_url, home, "sync", tenant, "--full", env={"HG_PSA_REQUESTS_PER_SECOND": "3"})
+    deadline = time.monotonic() + 60
+    while not locks.is_held_elsewhere(warehouse, locks.tenant_lock_name(tenant)):
+        assert time.monotonic() < deadline and run.poll() is None, run.communicate()
+        time.sleep(0.05)
+    with warehouse.connect() as conn:  # the sessions holding advisory locks are the lock sessions
+        killed = conn.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").all()
+    assert killed
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 2
+    [line] = err.splitlines()
+    assert "tenant lock was lost" in line and line.startswith(f"hg-pipeline: tenant {tenant}: load ")
+    assert all(count == 0 for count in rows_counts(warehouse, tenant))
+
+
+def rows_counts(engine, tenant_id):
+    with engine.connect() as conn:
+        return [len(conn.execute(select(table.c.id).where(table.c.tenant_id == tenant_id)).all())
+                for table in LOADED_TABLES.values()]
