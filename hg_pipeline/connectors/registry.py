@@ -73,7 +73,9 @@ SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
     SourceSpec(
         name="halopsa", title="HaloPSA",
         required_keys=("client_id", "client_secret"), optional_keys=("tenant",),
+        connector="hg_pipeline.connectors.halopsa:HaloPsaConnector",
         simulator="hg_pipeline.simulators.halopsa:HaloPsaSimulator",
+        default_mapping="hg_pipeline.mapping.document:default_document",  # same type/category names
         members_word="agents",
     ),
     SourceSpec(

@@ -32,6 +32,10 @@ def _cw_touch(record: dict, moment: datetime) -> None:
 ADAPTERS: dict[str, Adapter] = {
     "connectwise": Adapter(kinds={"companies": "companies", "contacts": "contacts", "assets": "configurations"},
                            touch=_cw_touch),
+    # The HaloPSA simulator translates the ConnectWise-shaped dataset (alastupdate & co. follow
+    # _info.lastUpdated); Halo deletes for good, so no company of the small dataset is deleted.
+    "halopsa": Adapter(kinds={"companies": "companies", "contacts": "contacts", "assets": "configurations"},
+                       touch=_cw_touch),
 }
 
 

@@ -180,8 +180,8 @@ def test_concurrency_speeds_up_slow_pages(connect):
 def test_unknown_entity_and_source(sim, connect):
     with pytest.raises(ValueError, match="unknown entity"):
         list(connect(sim).iter_pages("tickets"))
-    with pytest.raises(ValueError, match="source halopsa is not supported yet"):
-        build_connector("halopsa", sim.base_url, {})
+    with pytest.raises(ValueError, match="source import is not supported yet"):
+        build_connector("import", sim.base_url, {})
 
 
 def test_large_configurations_stream_time(connect):
