@@ -81,7 +81,9 @@ SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
     SourceSpec(
         name="autotask", title="Autotask",
         required_keys=("username", "secret", "integration_code"),
+        connector="hg_pipeline.connectors.autotask:AutotaskConnector",
         simulator="hg_pipeline.simulators.autotask:AutotaskSimulator",
+        default_mapping="hg_pipeline.mapping.document:default_document",  # same type/category names
         members_word="resources",
     ),
     # Files or an API push (issue 11): tenants can be registered, nothing reads them yet.

@@ -36,6 +36,10 @@ ADAPTERS: dict[str, Adapter] = {
     # _info.lastUpdated); Halo deletes for good, so no company of the small dataset is deleted.
     "halopsa": Adapter(kinds={"companies": "companies", "contacts": "contacts", "assets": "configurations"},
                        touch=_cw_touch),
+    # The Autotask simulator translates the same dataset (lastTrackedModifiedDateTime & co.
+    # follow _info.lastUpdated).
+    "autotask": Adapter(kinds={"companies": "companies", "contacts": "contacts", "assets": "configurations"},
+                        touch=_cw_touch),
 }
 
 

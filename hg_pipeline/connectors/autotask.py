@@ -1,0 +1,581 @@
+"""Autotask PSA connector: the zone lookup, POSTed queries paged by `nextPageUrl`, normalization.
+
+Vendor facts: `../shared/psa-api-notes.md` section 3.
+
+- zone: `GET /atservicesrest/v1.0/zoneInformation?user=` (no credential) gives the zone's REST
+  root; every other call goes below `{zone}v1.0/`. The zone must be on the tenant's origin
+  (credentials never leave it, see `origin.py`): a tenant's base URL is its zone host. The zone
+  is looked up once per connector, and again once after a 401 (the tenant may have moved);
+- auth: `HeaderAuth` with `ApiIntegrationCode`, `UserName`, `Secret`;
+- reads: `POST {Entity}/query` with `{"filter", "MaxRecords" (<= 500), "IncludeFields"}`,
+  the same body POSTed again to each `pageDetails.nextPageUrl` (same origin only); the PSA's
+  count from `{Entity}/query/count` makes the completeness rules of `paging.py` apply;
+- limits: at most `THREADS` requests at once per (origin, integration code, entity) in this
+  process, whatever the connectors; "Thread Threshold Exceeded" (whatever its status) is
+  waited out like a 429;
+- picklists (`{Entity}/entityInformation/fields`): company types (`companyType`), product
+  categories (`productCategory`), configuration item types; contact types and product
+  subcategories are the user-defined fields "Contact Type" and "Product Subcategory" (Autotask
+  has neither), read from the contacts and products themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from urllib.parse import quote, urlsplit
+
+from hg_pipeline.connectors.auth import HeaderAuth
+from hg_pipeline.connectors.base import Endpoint
+from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, RateLimiter
+from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
+from hg_pipeline.connectors.origin import origin_of, shown_origin
+from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
+from hg_pipeline.connectors.records import (
+    RecordError,
+    UnreadableRecord,
+    check_record,
+    email_address as _email,
+    id_text,
+    number as _number,
+    payload_id,
+    text_value as _text,
+)
+from hg_pipeline.connectors.registry import source
+
+log = logging.getLogger("hg_pipeline.connectors")
+
+CREDENTIAL_KEYS = source("autotask").required_keys
+ZONE_LOOKUP = "/atservicesrest/v1.0/zoneInformation"
+MAX_PAGE_SIZE = 500
+THREADS = 3  # concurrent requests per integration code and entity (psa-api-notes 3.3)
+THREAD_LIMIT_TEXT = "thread threshold exceeded"
+THREAD_LIMIT_RETRIES = 10  # a busy endpoint is not a broken one: asked again this many times
+CONTACT_TYPE_UDF = "Contact Type"
+SUBCATEGORY_UDF = "Product Subcategory"
+CATEGORY_PREFIX = "cat-"
+SUBCATEGORY_PREFIX = "sub-"
+# Every query needs a condition: this one holds for every record.
+EVERY_RECORD = {"op": "gte", "field": "id", "value": 0}
+
+# paginators: "next_url_post" (POST {Entity}/query, nextPageUrl), "picklist" (one field's
+# values in entityInformation/fields), "udf_values" (distinct values of a UDF, from the records).
+ENDPOINTS: dict[str, Endpoint] = {
+    "company_types": Endpoint("company_types", "Companies", "picklist", "companyType"),
+    "contact_types": Endpoint("contact_types", "Contacts", "udf_values", CONTACT_TYPE_UDF),
+    "product_categories": Endpoint("product_categories", "Products", "udf_values", SUBCATEGORY_UDF),
+    "companies": Endpoint("companies", "Companies", "next_url_post", "items",
+                          change_field="lastTrackedModifiedDateTime"),
+    "contacts": Endpoint("contacts", "Contacts", "next_url_post", "items", change_field="lastModifiedDate"),
+    "products": Endpoint("products", "Products", "next_url_post", "items"),  # no modified field
+    "members": Endpoint("members", "Resources", "next_url_post", "items"),  # no modified field
+    "assets": Endpoint("assets", "ConfigurationItems", "next_url_post", "items", change_field="lastModifiedTime"),
+}
+# The picklists a normalizer turns from values into labels: (Autotask entity, field).
+_PICKLISTS = {
+    "companies": ("Companies", "companyType"),
+    "products": ("Products", "productCategory"),
+    "product_categories": ("Products", "productCategory"),
+    "assets": ("ConfigurationItems", "configurationItemType"),
+}
+
+_LABELS = {
+    "company_types": "company type", "contact_types": "contact type", "product_categories": "product category",
+    "companies": "company", "contacts": "contact", "products": "product", "members": "resource",
+    "assets": "configuration item",
+}
+
+_slots_lock = threading.Lock()
+_slots: dict[tuple[str, str, str], threading.BoundedSemaphore] = {}
+
+
+def _slot(origin: str, integration_code: str, entity: str) -> threading.BoundedSemaphore:
+    """The process-wide semaphore of one (origin, integration code, entity): Autotask counts
+    threads per API tracking identifier and entity, whichever connector makes them."""
+    with _slots_lock:
+        return _slots.setdefault((origin, integration_code, entity), threading.BoundedSemaphore(THREADS))
+
+
+class AutotaskConnector:
+    """Reads one Autotask tenant.
+
+    `base_url` is the zone host's root (`https://webservices5.autotask.net`, or a simulator's
+    `http://127.0.0.1:PORT`); the zone's REST root is looked up there. `credentials` are plain
+    values for `username`, `secret`, `integration_code`. `concurrency` is capped at THREADS.
+    """
+
+    source = "autotask"
+    payload_id = staticmethod(payload_id)
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Mapping[str, str],
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        concurrency: int = THREADS,
+        requests_per_second: float | None = None,
+        max_retries: int = 5,
+        timeout: float = 30,
+        deadline: float = DEFAULT_DEADLINE,
+        backoff: float = 0.5,
+        max_wait: float = 60.0,
+        since_inclusive: bool = False,
+        http_options: Mapping[str, object] | None = None,
+    ) -> None:
+        missing = [key for key in CREDENTIAL_KEYS if not credentials.get(key)]
+        if missing:
+            raise ValueError(f"Autotask credentials lack {', '.join(missing)}")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.page_size = min(page_size, MAX_PAGE_SIZE)
+        self.concurrency = max(1, min(concurrency, THREADS))
+        self.since_inclusive = since_inclusive
+        self.max_retries = max_retries
+        self._username = credentials["username"]
+        self._integration_code = credentials["integration_code"]
+        self.http = PsaHttp(
+            self.base_url,
+            auth=HeaderAuth({"ApiIntegrationCode": credentials["integration_code"],
+                             "UserName": credentials["username"], "Secret": credentials["secret"]}),
+            secrets=[credentials[key] for key in CREDENTIAL_KEYS],
+            max_retries=max_retries,
+            backoff=backoff,
+            max_wait=max_wait,
+            timeout=timeout,
+            deadline=deadline,
+            pool_size=THREADS + 2,
+            rate_limiter=RateLimiter(requests_per_second),
+            **(http_options or {}),
+        )
+        self._zone_lock = threading.Lock()
+        self._zone: str | None = None
+        self._picklists: dict[tuple[str, str], dict[str, str]] = {}
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "AutotaskConnector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- the zone ------------------------------------------------------------------------
+
+    @property
+    def api_root(self) -> str:
+        """`{zone url}v1.0/`, the zone looked up once."""
+        with self._zone_lock:
+            if self._zone is None:
+                self._zone = self._lookup_zone()
+            return self._zone
+
+    def _lookup_zone(self) -> str:
+        try:
+            body, _ = self.http.request("GET", ZONE_LOOKUP, {"user": self._username}, authenticated=False,
+                                        decode=decode_json)
+        except PsaUnreachable:
+            raise
+        except PsaError as failed:
+            if failed.status != 500 or "zone" not in str(failed).lower():
+                raise
+            # Autotask's answer to an unknown API user: refused credentials, as a 401 would be.
+            raise PsaAuthError(f"{failed}; Autotask knows no zone for this API user (check the username)",
+                               status=401, url_path=ZONE_LOOKUP) from None
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            raise PsaError(f"GET {ZONE_LOOKUP}: the zone answer holds no url", url_path=ZONE_LOOKUP)
+        try:
+            same = origin_of(url) == self.http.origin
+        except ValueError:
+            same = False
+        if not same:
+            raise PsaError(f"GET {ZONE_LOOKUP}: the zone is on another origin ({shown_origin(url)}); credentials are "
+                           f"only sent to {self.http.origin} (set the tenant's base URL to its zone host)",
+                           url_path=ZONE_LOOKUP)
+        return url.rstrip("/") + "/v1.0/"
+
+    def _call(self, entity: str, method: str, url: str, body: object = None, *, decode=decode_json):
+        """One request on the zone, at most THREADS at once per entity; a 401 looks the zone up
+        again and asks once more; "Thread Threshold Exceeded" is waited out like a 429."""
+        rezoned = False
+        waited = 0
+        while True:
+            try:
+                with self._thread(entity):
+                    return self.http.request(method, url, json=body, decode=decode)[0]
+            except PsaAuthError as refused:
+                if refused.status != 401 or rezoned:
+                    raise
+                rezoned = True
+                old_root = self.api_root
+                with self._zone_lock:
+                    self._zone = None
+                url = self.api_root + url[len(old_root):] if url.startswith(old_root) else url
+            except PsaError as failed:
+                if THREAD_LIMIT_TEXT not in str(failed).lower() or isinstance(failed, PsaUnreachable) \
+                        or waited >= THREAD_LIMIT_RETRIES:
+                    raise
+                # Jittered, so that the requests turned away together do not come back together.
+                wait = min(self.http.backoff * 2 ** waited, self.http.max_wait) * random.uniform(0.5, 1.5)
+                waited += 1
+                log.warning("%s: thread threshold exceeded; asking again in %.2f s (%d of %d)",
+                            urlsplit(url).path, wait, waited, THREAD_LIMIT_RETRIES)
+                time.sleep(wait)
+
+    @contextmanager
+    def _thread(self, entity: str):
+        slot = _slot(str(self.http.origin), self._integration_code, entity)
+        with slot:
+            yield
+
+    # -- reading -------------------------------------------------------------------------
+
+    def supports_incremental(self, entity: str) -> bool:
+        return _endpoint(entity).change_field is not None
+
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]:
+        """Raw payload pages of `entity` (records changed after `since` when given and the
+        entity has a modified field; else every record)."""
+        endpoint = _endpoint(entity)
+        if endpoint.paginator == "picklist":
+            yield from self._picklist_pages(endpoint, previous)
+            return
+        if endpoint.paginator == "udf_values":
+            yield from self._udf_pages(endpoint, previous)
+            return
+        if entity in _PICKLISTS:
+            self._picklist(*_PICKLISTS[entity])  # read before the records, so a failure stops the read
+        conditions = [EVERY_RECORD]
+        if since is not None and endpoint.change_field:
+            conditions = [{"op": "gte" if self.since_inclusive else "gt", "field": endpoint.change_field,
+                           "value": _utc_text(since)}]
+        yield from self._query(endpoint.path, conditions, [], previous if since is None else 0)
+
+    def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
+        """Every psa_id of `entity` (an id-only sweep: IncludeFields ["id"])."""
+        endpoint = _endpoint(entity)
+        if endpoint.paginator != "next_url_post":
+            for page in self.iter_pages(entity, previous=previous):
+                for payload in page:
+                    yield str(payload["id"])
+            return
+        for page in self._query(endpoint.path, [EVERY_RECORD], ["id"], previous):
+            for record in page:
+                try:
+                    yield id_text(record.get("id") if isinstance(record, Mapping) else None, endpoint.path)
+                except RecordError as error:
+                    log.warning("id sweep: %s; left out", error)
+
+    def _query(self, entity: str, conditions: list, fields: list[str], previous: int) -> Iterator[list]:
+        """The pages of one query, checked for completeness (see `paging.py`)."""
+        body: dict[str, object] = {"filter": conditions, "MaxRecords": self.page_size}
+        if fields:
+            body["IncludeFields"] = fields
+        tally = Tally()
+        tally.counted = self._count(entity, conditions)
+        if tally.counted is not None:
+            tally.pages = max(1, -(-tally.counted // self.page_size))
+        url: str | None = self.api_root + f"{entity}/query"
+        number = 1
+        while url is not None:
+            records, following, problem = self._page_checked(entity, url, body, number, tally.pages)
+            tally.received += len(records)
+            tally.problem = tally.problem or problem
+            if records:
+                yield records
+            url = following
+            number += 1
+        if tally.counted is not None and tally.received < tally.counted and tally.problem is None:
+            recount = self._count(entity, conditions)  # records deleted during the read lower the count
+            tally.short = recount is None or tally.received < recount
+        if tally.incomplete:
+            raise tally.error(f"{urlsplit(self.api_root).path}{entity}/query")
+        empty = nothing_back([tally], previous)
+        if empty is not None:
+            raise empty
+
+    def _count(self, entity: str, conditions: list) -> int | None:
+        try:
+            body = self._call(entity, "POST", self.api_root + f"{entity}/query/count", {"filter": conditions})
+            count = body["queryCount"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"queryCount {count!r} is not a number of records")
+        except (PsaAuthError, PsaUnreachable):
+            raise
+        except (PsaError, KeyError, TypeError, ValueError) as error:
+            log.warning("POST %s/query/count failed (%s); following nextPageUrl only", entity, error)
+            return None
+        return count
+
+    def _page_checked(self, entity: str, url: str, body: dict, number: int, pages: int | None):
+        """(records, next URL or None, problem or None) of page `number`; a page shorter than it
+        must be is asked for again."""
+        attempt = 0
+        while True:
+            records, following = self._page(entity, url, body)
+            problem = page_problem(len(records), self.page_size, number, pages, following is not None)
+            if problem is None or attempt == PAGE_RETRIES:
+                return records, following, problem
+            wait = self.http.backoff * 2 ** attempt
+            attempt += 1
+            log.warning("POST %s: %s; asking again in %.2f s (%d of %d)", urlsplit(url).path, problem, wait,
+                        attempt, PAGE_RETRIES)
+            time.sleep(wait)
+
+    def _page(self, entity: str, url: str, body: dict) -> tuple[list, str | None]:
+        answer = self._call(entity, "POST", url, body, decode=decode_records)
+        path = urlsplit(url).path
+        items = answer.get("items") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise PsaError(f"POST {path}: expected an object with an items list", status=200, url_path=path)
+        details = answer.get("pageDetails") if isinstance(answer.get("pageDetails"), dict) else {}
+        following = details.get("nextPageUrl")
+        if not isinstance(following, str) or not following:
+            return items, None
+        return items, self.http.link(following, url)  # same origin only
+
+    # -- picklists and user-defined fields -------------------------------------------------
+
+    def _picklist(self, entity: str, field: str) -> dict[str, str]:
+        """value -> label of one picklist field, read once per connector."""
+        key = (entity, field)
+        if key not in self._picklists:
+            answer = self._call(entity, "GET", self.api_root + f"{quote(entity)}/entityInformation/fields")
+            fields = answer.get("fields") if isinstance(answer, dict) else None
+            found = next((f for f in fields or () if isinstance(f, dict) and f.get("name") == field), None)
+            if found is None:
+                path = f"{entity}/entityInformation/fields"
+                raise PsaError(f"GET {path}: no field {field}", status=200, url_path=path)
+            self._picklists[key] = {str(v.get("value")): v.get("label") for v in found.get("picklistValues") or ()
+                                    if isinstance(v, dict) and v.get("value") is not None}
+        return self._picklists[key]
+
+    def _picklist_pages(self, endpoint: Endpoint, previous: int) -> Iterator[list]:
+        values = self._picklist(endpoint.path, endpoint.data_selector)
+        page = [{"id": value, "name": label} for value, label in values.items()]
+        empty = nothing_back([Tally(received=len(page))], previous)
+        if empty is not None:
+            raise empty
+        if page:
+            yield page
+
+    def _udf_pages(self, endpoint: Endpoint, previous: int) -> Iterator[list]:
+        """Contact types: the distinct values of the UDF; product categories: the picklist, and
+        each (category, subcategory UDF) pair found on a product."""
+        fields = ["id", "userDefinedFields"] + (["productCategory"] if endpoint.entity == "product_categories" else [])
+        found: dict[str, dict] = {}
+        categories = self._picklist(*_PICKLISTS["product_categories"]) \
+            if endpoint.entity == "product_categories" else {}
+        for value, label in categories.items():
+            found[CATEGORY_PREFIX + value] = {"id": CATEGORY_PREFIX + value, "name": label}
+        for page in self._query(endpoint.path, [EVERY_RECORD], fields, 0):
+            for record in page:
+                if not isinstance(record, Mapping):
+                    continue
+                name = _udf(record, endpoint.data_selector)
+                if not isinstance(name, str) or not name.strip():
+                    continue
+                if endpoint.entity == "contact_types":
+                    found.setdefault(name, {"id": name, "name": name})
+                    continue
+                value = str(record.get("productCategory"))
+                if value in categories:
+                    psa_id = f"{SUBCATEGORY_PREFIX}{value}/{name}"
+                    found.setdefault(psa_id, {"id": psa_id, "name": name,
+                                              "category": {"id": CATEGORY_PREFIX + value, "name": categories[value]}})
+        page = sorted(found.values(), key=lambda payload: payload["id"])
+        empty = nothing_back([Tally(received=len(page))], previous)
+        if empty is not None:
+            raise empty
+        if page:
+            yield page
+
+    # -- normalizing ---------------------------------------------------------------------
+
+    def normalize(self, entity: str, payload: Mapping) -> dict:
+        """The normalized record of one payload (keys: NORMALIZED_FIELDS[entity])."""
+        _endpoint(entity)
+        label = _LABELS[entity]
+        if isinstance(payload, UnreadableRecord):
+            raise RecordError(f"{label}{' ' + payload_id(payload) if payload.psa_id else ''}: {payload.reason}")
+        if not isinstance(payload, Mapping):
+            raise RecordError(f"{entity}: expected a JSON object, got {type(payload).__name__}")
+        try:
+            record = _NORMALIZERS[entity](self, payload)
+        except RecordError:
+            raise
+        except (ArithmeticError, LookupError, TypeError, ValueError) as error:
+            raise RecordError(f"{label} {payload_id(payload) or ''}: cannot be read ({type(error).__name__})") from None
+        return check_record(entity, record, f"{label} {record['psa_id']}")
+
+    def _label(self, entity: str, payload: Mapping, field: str, what: str) -> str | None:
+        value = payload.get(field)
+        if value is None:
+            return None
+        labels = self._picklist(*_PICKLISTS[entity])
+        if str(value) not in labels:
+            raise RecordError(f"{what}: {field} {str(value)[:40]} is not a value of its picklist")
+        return labels[str(value)]
+
+
+def _endpoint(entity: str) -> Endpoint:
+    try:
+        return ENDPOINTS[entity]
+    except KeyError:
+        raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENDPOINTS)}") from None
+
+
+def _utc_text(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _udf(payload: Mapping, name: str):
+    for field in payload.get("userDefinedFields") or ():
+        if isinstance(field, Mapping) and field.get("name") == name:
+            return field.get("value")
+    return None
+
+
+def _active(payload: Mapping, what: str) -> bool:
+    """`isActive`: a boolean, or 0/1 on Contacts (psa-api-notes 3.5); missing means active."""
+    value = payload.get("isActive")
+    if value is None:
+        return True
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise RecordError(f"{what}: isActive {str(value)[:40]} is neither true/false nor 0/1")
+
+
+def _ref_id(payload: Mapping, key: str, what: str) -> str | None:
+    value = payload.get(key)
+    return None if value is None else id_text(value, f"{what} {key}")
+
+
+def _names(payload: Mapping, what: str) -> tuple[str | None, str | None]:
+    first, last = _text(payload, "firstName", what), _text(payload, "lastName", what)
+    if first is None and last is None:
+        raise RecordError(f"{what}: name is missing (no firstName or lastName)")
+    return first, last
+
+
+# --- normalizers (one payload; picklist labels from the connector) ---------------------------
+
+
+def _company_type(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = _text(payload, "id", "company type", required=True)
+    return {"psa_id": psa_id, "name": _text(payload, "name", f"company type {psa_id}", required=True)}
+
+
+def _contact_type(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = _text(payload, "id", "contact type", required=True)
+    return {"psa_id": psa_id, "name": _text(payload, "name", f"contact type {psa_id}", required=True)}
+
+
+def _product_category(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = _text(payload, "id", "product category", required=True)
+    what = f"product category {psa_id}"
+    name = _text(payload, "name", what, required=True)
+    parent = payload.get("category")
+    if isinstance(parent, Mapping):
+        parent_name = _text(parent, "name", f"{what} category", required=True)
+        return {"psa_id": psa_id, "name": name, "parent_psa_id": _text(parent, "id", what, required=True),
+                "path": f"{parent_name}/{name}"}
+    return {"psa_id": psa_id, "name": name, "parent_psa_id": None, "path": name}
+
+
+def _company(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = id_text(payload.get("id"), "company")
+    what = f"company {psa_id}"
+    kind = connector._label("companies", payload, "companyType", what)
+    # Autotask deactivates companies, it does not delete them: inactive is a status.
+    return {
+        "psa_id": psa_id,
+        "name": _text(payload, "companyName", what, required=True),
+        "identifier": _text(payload, "companyNumber", what),
+        "types": [kind] if kind else [],
+        "status": "Active" if _active(payload, what) else "Inactive",
+        "deleted": False,
+    }
+
+
+def _contact(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = id_text(payload.get("id"), "contact")
+    what = f"contact {psa_id}"
+    first, last = _names(payload, what)
+    kind = _udf(payload, CONTACT_TYPE_UDF)
+    return {
+        "psa_id": psa_id,
+        "company_psa_id": _ref_id(payload, "companyID", what),
+        "first_name": first,
+        "last_name": last,
+        "email": _email(_text(payload, "emailAddress", what), what),
+        "types": [str(kind).strip()] if isinstance(kind, str) and kind.strip() else [],
+        "inactive": not _active(payload, what),
+    }
+
+
+def _product(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = id_text(payload.get("id"), "product")
+    what = f"product {psa_id}"
+    subcategory = _udf(payload, SUBCATEGORY_UDF)
+    return {
+        "psa_id": psa_id,
+        "sku": _text(payload, "sku", what),
+        "name": _text(payload, "name", what, required=True),
+        "category": connector._label("products", payload, "productCategory", what),
+        "subcategory": str(subcategory).strip() if isinstance(subcategory, str) and subcategory.strip() else None,
+        "price": _number(payload, "unitPrice", what),
+        "cost": _number(payload, "unitCost", what),
+        "product_class": "Serialized" if payload.get("isSerialized") else None,
+        "inactive": not _active(payload, what),
+    }
+
+
+def _member(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = id_text(payload.get("id"), "resource")
+    what = f"resource {psa_id}"
+    first, last = _names(payload, what)
+    return {
+        "psa_id": psa_id,
+        "identifier": _text(payload, "userName", what),
+        "first_name": first,
+        "last_name": last,
+        "name": " ".join(part for part in (first, last) if part),
+        "email": _email(_text(payload, "email", what), what),
+        "inactive": not _active(payload, what),
+    }
+
+
+def _asset(connector: AutotaskConnector, payload: Mapping) -> dict:
+    psa_id = id_text(payload.get("id"), "configuration item")
+    what = f"configuration item {psa_id}"
+    return {
+        "psa_id": psa_id,
+        "company_psa_id": _ref_id(payload, "companyID", what),
+        "name": _text(payload, "referenceTitle", what, required=True),
+        "asset_type": connector._label("assets", payload, "configurationItemType", what),
+        "serial_number": _text(payload, "serialNumber", what),
+        "active": _active(payload, what),
+    }
+
+
+_NORMALIZERS = {
+    "company_types": _company_type,
+    "contact_types": _contact_type,
+    "product_categories": _product_category,
+    "companies": _company,
+    "contacts": _contact,
+    "products": _product,
+    "members": _member,
+    "assets": _asset,
+}
