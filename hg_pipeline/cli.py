@@ -399,7 +399,7 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> None:
     from hg_pipeline.bench import run_bench
 
-    run_bench(args.database_url if args.database_url_given else None, dataset=args.dataset)
+    run_bench(args.database_url if args.database_url_given else None, dataset=args.dataset, source=args.source)
 
 
 # --- parser -----------------------------------------------------------------------------
@@ -480,8 +480,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=list(demo_ready()), default="connectwise")
     p.add_argument("--port", type=int, default=8101)
 
-    p = command(sub, "bench", cmd_bench, "full sync of a simulated MSP into PostgreSQL, with figures")
+    p = command(sub, "bench", cmd_bench, "full sync of a simulated MSP into PostgreSQL, with figures "
+                "(the simulator in a process of its own)")
     p.add_argument("--dataset", choices=["small", "large"], default="large")
+    p.add_argument("--source", default="connectwise", help="the PSA to simulate (default connectwise)")
     return parser
 
 

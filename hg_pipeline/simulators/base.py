@@ -46,6 +46,10 @@ from urllib.parse import parse_qs, urlsplit
 from hg_pipeline.simulators.datasets import Dataset, generate
 
 
+# For a benchmark that runs the simulator in another process: how many API requests it served.
+STATS_PATH = "/_simulator/stats"
+
+
 class ApiError(Exception):
     """An error answer: HTTP status, a short code and a message; the simulator writes the body."""
 
@@ -170,6 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.body = self.rfile.read(length) if length else b""
+        if self.path == STATS_PATH:  # the simulator's own counters, outside every vendor's API
+            self._send(200, {"requests": self.sim.requests}, {})
+            return
         fault = self.sim._transfer_fault(self.path)
         try:
             release = self.sim._occupy(self)
