@@ -7,7 +7,8 @@ import itertools
 import pytest
 from dagster import instance_for_test
 
-from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
+from hg_pipeline.connectors import registry
+from hg_pipeline.simulators.connectwise import ConnectWiseSimulator
 from hg_pipeline.simulators.datasets import generate
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant
@@ -30,16 +31,18 @@ def simulator():
 
 @pytest.fixture
 def make_tenant(warehouse, monkeypatch):
-    """Registers a tenant on a simulator, its secrets in env vars, with TEST_MAPPING."""
+    """Registers a tenant of `source` on a simulator, its secrets (default: the simulator's demo
+    ones) in env vars, with TEST_MAPPING."""
 
     def make(tenant_id: str, sim: ConnectWiseSimulator, *, mapping: str | None = TEST_MAPPING,
-             secrets: dict[str, str] | None = None) -> str:
+             secrets: dict[str, str] | None = None, source: str = "connectwise") -> str:
         prefix = f"HG_TEST_{next(_counter)}"
         refs = {}
-        for key, value in (secrets or DEMO_CREDENTIALS).items():
+        demo = registry.source(source).simulator_module().DEMO_CREDENTIALS
+        for key, value in (secrets or demo).items():
             monkeypatch.setenv(f"{prefix}_{key.upper()}", value)
             refs[key] = f"env:{prefix}_{key.upper()}"
-        add_tenant(warehouse, Tenant(tenant_id, tenant_id.title(), "connectwise", sim.base_url, refs,
+        add_tenant(warehouse, Tenant(tenant_id, tenant_id.title(), source, sim.base_url, refs,
                                      f"ops@{tenant_id}.example"))
         if mapping:
             store_mapping(warehouse, tenant_id, mapping)
