@@ -114,6 +114,7 @@ def cmd_tenant_add(args) -> None:
         base_url=args.base_url,
         credentials=parse_credential_args(args.credential or []),
         notify_email=args.notify_email,
+        requests_per_second=args.requests_per_second,
     )
     add_tenant(_engine(args), tenant)
     print(f"tenant {tenant.tenant_id} added ({tenant.source} at {tenant.base_url})")
@@ -430,6 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--credential", action="append", metavar="KEY=env:VAR")
     p.add_argument("--name")
     p.add_argument("--notify-email")
+    p.add_argument("--requests-per-second", type=float, metavar="R",
+                   help="what the tenant's PSA instance allows (default: the source's own budget)")
     command(tenant, "list", cmd_tenant_list, "one line per tenant, no secrets")
 
     mapping = sub.add_parser("mapping", help="the tenant's mapping").add_subparsers(dest="mapping_command", required=True)

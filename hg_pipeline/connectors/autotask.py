@@ -32,7 +32,7 @@ from urllib.parse import quote, urlsplit
 
 from hg_pipeline.connectors.auth import HeaderAuth
 from hg_pipeline.connectors.base import Endpoint
-from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, RateLimiter
+from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.origin import origin_of, shown_origin
 from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
@@ -151,7 +151,7 @@ class AutotaskConnector:
             timeout=timeout,
             deadline=deadline,
             pool_size=THREADS + 2,
-            rate_limiter=RateLimiter(requests_per_second),
+            rate_limiter=shared_limiter(self.base_url, requests_per_second),
             **(http_options or {}),
         )
         self._zone_lock = threading.Lock()

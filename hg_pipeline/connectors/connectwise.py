@@ -34,7 +34,7 @@ from hg_pipeline.connectors.http import (
     PsaError,
     PsaHttp,
     PsaUnreachable,
-    RateLimiter,
+    shared_limiter,
     utc_text,
 )
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
@@ -147,7 +147,7 @@ class ConnectWiseConnector:
             timeout=timeout,
             deadline=deadline,
             pool_size=concurrency + 2,
-            rate_limiter=RateLimiter(requests_per_second),
+            rate_limiter=shared_limiter(self.base_url, requests_per_second),
             **(http_options or {}),
         )
         self._api_root: str | None = self.base_url + "/" if re.search(r"/apis/3\.0$", self.base_url) else None

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from hg_pipeline.connectors.auth import OAuth2ClientCredentials
 from hg_pipeline.connectors.base import Endpoint
-from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, RateLimiter
+from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_records
 from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
 from hg_pipeline.connectors.records import (
@@ -144,7 +144,7 @@ class HaloPsaConnector:
             timeout=timeout,
             deadline=deadline,
             pool_size=2,
-            rate_limiter=RateLimiter(requests_per_second),
+            rate_limiter=shared_limiter(self.base_url, requests_per_second),
             **(http_options or {}),
         )
 

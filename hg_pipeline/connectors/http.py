@@ -12,6 +12,7 @@ import logging
 import random
 import socket
 import threading
+from collections import deque
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -140,31 +141,81 @@ class Abandon:
 
 
 class RateLimiter:
-    """At most `per_second` request starts per second, spaced evenly; None = no limit.
+    """The request budget of one PSA instance: at most `per_second` request starts per second;
+    None = no limit. `shared_limiter` gives every connector (every tenant) of one PSA instance in
+    this process the same one, so together they stay within the vendor's limit.
 
+    It mirrors the vendors' rolling windows: a request starts only when fewer than N requests
+    started in the last W seconds (W = 1 s, or 1/rate below one request a second; N = rate x W),
+    plus a margin for network jitter. So time spent between requests (staging a page, the next
+    entity's setup) is not lost, and no window ever holds one request too many.
+    After a 429 `back_off(seconds)` holds every request of the instance for the Retry-After,
+    then lets them go on at 3/4 of the former rate (never below `floor`).
     Thread-safe: `acquire()` reserves the next slot under a lock and sleeps outside it.
     """
 
-    def __init__(self, per_second: float | None) -> None:
+    MARGIN = 0.02  # seconds added to every window: requests arrive with network jitter
+
+    def __init__(self, per_second: float | None, *, floor: float = 0.05) -> None:
+        self.floor = floor
+        self._lock = threading.Lock()
+        self._hold_until = 0.0
+        self._slots: deque[float] = deque()
+        self.configured = per_second  # what the connectors were told; a 429 lowers `per_second`
+        self._set(per_second)
+
+    def _set(self, per_second: float | None) -> None:
         if per_second is not None and per_second <= 0:
             raise ValueError("requests per second must be positive")
         self.per_second = per_second
-        self._interval = 1.0 / per_second if per_second else 0.0
-        self._lock = threading.Lock()
-        self._next_slot = 0.0
+        self.window = max(1.0, 1.0 / per_second) if per_second else 0.0
+        self.capacity = max(1, int(per_second * self.window + 1e-9)) if per_second else 0
 
     def acquire(self) -> float:
         """Block until a request may start; returns the seconds waited."""
-        if not self._interval:
-            return 0.0
         with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
+            slot = max(now, self._hold_until)
+            if self.capacity:
+                while len(self._slots) > self.capacity:
+                    self._slots.popleft()
+                if len(self._slots) == self.capacity:
+                    slot = max(slot, self._slots[0] + self.window + self.MARGIN)
+                self._slots.append(slot)
         wait = slot - now
         if wait > 0:
             time.sleep(wait)
         return wait
+
+    def back_off(self, seconds: float) -> None:
+        """The PSA said 429: nobody starts before `seconds` from now, then at a lower rate."""
+        with self._lock:
+            self._hold_until = max(self._hold_until, time.monotonic() + max(0.0, seconds))
+            if self.per_second:
+                self._set(max(self.floor, self.per_second * 0.75))
+
+    def configure(self, per_second: float | None) -> None:
+        """A connector was built with `per_second`: a new setting replaces the rate; the same one
+        keeps whatever a 429 taught."""
+        with self._lock:
+            if per_second != self.configured:
+                self.configured = per_second
+                self._set(per_second)
+
+
+_limiters: dict[str, RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(base_url: str, per_second: float | None) -> RateLimiter:
+    """The one RateLimiter of the PSA instance at `base_url` (scheme, host, port) in this process.
+    The connectors of one instance are configured alike; the last one built sets the rate."""
+    parts = urlsplit(base_url)
+    key = f"{parts.scheme}://{parts.netloc}".lower()
+    with _limiters_lock:
+        limiter = _limiters.setdefault(key, RateLimiter(per_second))
+    limiter.configure(per_second)
+    return limiter
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -500,6 +551,8 @@ class PsaHttp:
                 if stop is not None:
                     raise self._give_up(failure, attempt, stop, send)
                 invalid_before = failure.invalid
+                if failure.status == 429:  # the whole instance waits, then goes slower
+                    self.rate_limiter.back_off(wait)
                 self._pause(attempt - 1, wait, failure.retry_after is not None, failure.reason, send, abandon)
 
     def _give_up(self, failure: "_Retry", attempts: int, stop: str, send: "_Request") -> PsaError:

@@ -31,6 +31,9 @@ class SourceSpec:
     simulator: str | None = None  # "module:ServerClass"
     default_mapping: str | None = None  # "module:function" returning a mapping document
     members_word: str = "members"  # the vendor's word for the MSP's staff
+    # The request rate a connector keeps to when neither the tenant nor HG_PSA_REQUESTS_PER_SECOND
+    # says otherwise (shared by every tenant of one PSA instance); None: only 429s slow it down.
+    default_requests_per_second: float | None = None
 
     @property
     def credential_keys(self) -> tuple[str, ...]:

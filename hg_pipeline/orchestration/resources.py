@@ -91,7 +91,10 @@ class PsaResource(ConfigurableResource):
         return attempts * per_attempt + sum(min(backoff * 2 ** i, 60.0) for i in range(attempts - 1))
 
     def connector_for(self, tenant: Tenant):
-        credentials = resolve_credentials(tenant.credentials, source(tenant.source).required_keys)
+        spec = source(tenant.source)
+        credentials = resolve_credentials(tenant.credentials, spec.required_keys)
+        # The tenant's own setting, else the operator's, else what the vendor allows.
+        rate = tenant.requests_per_second or self.requests_per_second or spec.default_requests_per_second
         http_options: dict[str, object] = {"entity_deadline": self.entity_deadline_seconds}
         if self._reachability is not None:
             http_options["reachability"] = self._reachability
@@ -101,7 +104,7 @@ class PsaResource(ConfigurableResource):
             credentials,
             page_size=self.page_size,
             concurrency=self.concurrency,
-            requests_per_second=self.requests_per_second,
+            requests_per_second=rate,
             max_retries=self.max_retries,
             timeout=self.timeout_seconds,
             deadline=self.request_deadline_seconds,

@@ -132,6 +132,7 @@ class _Gate:
         self.failures: deque[tuple[int, int | None]] = deque()
         self.rate_limit: tuple[int, float] | None = None
         self.window: deque[float] = deque()
+        self.rejected = 0  # requests answered 429 by the rate limit
         self._too_many = too_many
         self._failure = failure
 
@@ -143,6 +144,7 @@ class _Gate:
                 while self.window and self.window[0] <= now - window_seconds:
                     self.window.popleft()
                 if len(self.window) >= max_requests:
+                    self.rejected += 1
                     raise self._too_many(max(1, math.ceil(self.window[0] + window_seconds - now)))
                 self.window.append(now)
             if self.failures:
@@ -385,6 +387,11 @@ class SimulatorBase:
         return self.base_url + self.api_prefix
 
     # -- misbehaviour and counters -------------------------------------------------------
+
+    @property
+    def rejected(self) -> int:
+        """Requests the rate limit answered with 429."""
+        return self._gate.rejected
 
     @property
     def rate_limit(self) -> tuple[int, float] | None:

@@ -78,6 +78,8 @@ tenants = Table(
     Column("credentials", Text, nullable=False, server_default="{}"),
     Column("notify_email", String(320)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Requests per second the tenant's PSA instance allows (null: the source's default).
+    Column("requests_per_second", Float),
 )
 
 mapping_versions = Table(

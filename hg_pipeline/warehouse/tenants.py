@@ -29,6 +29,7 @@ class Tenant:
     base_url: str | None
     credentials: dict[str, str] = field(default_factory=dict)  # KEY -> "env:VAR" references
     notify_email: str | None = None
+    requests_per_second: float | None = None  # what its PSA instance allows; None: the source's default
 
 
 def validate(tenant: Tenant) -> None:
@@ -52,6 +53,9 @@ def validate(tenant: Tenant) -> None:
     missing = [key for key in required if key not in tenant.credentials]
     if missing:
         raise TenantError(f"missing credential(s) {', '.join(missing)} for source {tenant.source}")
+    rate = tenant.requests_per_second
+    if rate is not None and not (0 < rate <= 1000):
+        raise TenantError(f"requests-per-second {rate:g} must be above 0 and at most 1000")
     if tenant.notify_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+|[^@\s]+@localhost", tenant.notify_email):
         raise TenantError(f"notify-email {tenant.notify_email!r} is not an e-mail address")
 
@@ -65,6 +69,7 @@ def add_tenant(engine: Engine, tenant: Tenant) -> None:
         "base_url": tenant.base_url,
         "credentials": json.dumps(tenant.credentials, sort_keys=True),
         "notify_email": tenant.notify_email,
+        "requests_per_second": tenant.requests_per_second,
         "created_at": datetime.now(timezone.utc),
     }
     try:
@@ -96,4 +101,5 @@ def _tenant(row) -> Tenant:
         base_url=row["base_url"],
         credentials=json.loads(row["credentials"] or "{}"),
         notify_email=row["notify_email"],
+        requests_per_second=row["requests_per_second"],
     )

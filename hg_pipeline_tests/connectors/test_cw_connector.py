@@ -152,11 +152,11 @@ def test_requests_per_second_respected(sim, connect):
     got = records(connector, "contacts")  # 1 count + 15 pages
     elapsed = time.monotonic() - started
     assert len(got) == 150 and sim.requests == 16
-    assert elapsed >= 1.2  # 16 requests at 10/s need 1.5 s
+    assert elapsed >= 1.0  # 16 requests at 10 per rolling second need more than a second
     times = sim.request_times
     for i in range(len(times)):
         in_window = sum(1 for t in times[i:] if t - times[i] < 1.0)
-        assert in_window <= 12  # 10 per second, loose for scheduling jitter
+        assert in_window <= 10  # never more than 10 in any second
 
 
 def test_concurrency_speeds_up_slow_pages(connect):
