@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack, contextmanager, redirect_stderr
-from pathlib import Path
 
 from hg_pipeline.cli import InputError
 from hg_pipeline.entities import LOADED_ENTITIES, REFERENCE_ENTITIES

@@ -38,8 +38,7 @@ from hg_pipeline.connectors.origin import origin_of, shown_origin
 from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
 from hg_pipeline.connectors.records import (
     RecordError,
-    UnreadableRecord,
-    check_record,
+    normalized,
     email_address as _email,
     id_text,
     number as _number,
@@ -403,18 +402,7 @@ class AutotaskConnector:
     def normalize(self, entity: str, payload: Mapping) -> dict:
         """The normalized record of one payload (keys: NORMALIZED_FIELDS[entity])."""
         _endpoint(entity)
-        label = _LABELS[entity]
-        if isinstance(payload, UnreadableRecord):
-            raise RecordError(f"{label}{' ' + payload_id(payload) if payload.psa_id else ''}: {payload.reason}")
-        if not isinstance(payload, Mapping):
-            raise RecordError(f"{entity}: expected a JSON object, got {type(payload).__name__}")
-        try:
-            record = _NORMALIZERS[entity](self, payload)
-        except RecordError:
-            raise
-        except (ArithmeticError, LookupError, TypeError, ValueError) as error:
-            raise RecordError(f"{label} {payload_id(payload) or ''}: cannot be read ({type(error).__name__})") from None
-        return check_record(entity, record, f"{label} {record['psa_id']}")
+        return normalized(entity, payload, lambda raw: _NORMALIZERS[entity](self, raw), _LABELS[entity])
 
     def _label(self, entity: str, payload: Mapping, field: str, what: str) -> str | None:
         value = payload.get(field)

@@ -41,8 +41,7 @@ from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
 from hg_pipeline.connectors.records import (
     RecordError,
-    UnreadableRecord,
-    check_record,
+    normalized,
     email_address as _email,
     flag as _flag,
     id_text,
@@ -352,18 +351,7 @@ class ConnectWiseConnector:
             build = _NORMALIZERS[entity]
         except KeyError:
             raise ValueError(f"unknown entity {entity!r}") from None
-        label = _LABELS[entity]
-        if isinstance(payload, UnreadableRecord):
-            raise RecordError(f"{label}{' ' + payload_id(payload) if payload.psa_id else ''}: {payload.reason}")
-        if not isinstance(payload, Mapping):
-            raise RecordError(f"{entity}: expected a JSON object, got {type(payload).__name__}")
-        try:
-            record = build(payload)
-        except RecordError:
-            raise
-        except (ArithmeticError, LookupError, TypeError, ValueError) as error:  # what no rule foresaw
-            raise RecordError(f"{label} {payload_id(payload) or ''}: cannot be read ({type(error).__name__})") from None
-        return check_record(entity, record, f"{label} {record['psa_id']}")
+        return normalized(entity, payload, build, _LABELS[entity])
 
 
 def _endpoints(entity: str) -> tuple[str, ...]:

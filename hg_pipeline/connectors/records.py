@@ -255,3 +255,20 @@ def email_address(value: str | None, what: str) -> str | None:
     if not EMAIL.match(value):
         raise RecordError(f"{what}: {shown(value)} is not an email address")
     return value
+
+
+def normalized(entity: str, payload: object, build, label: str) -> dict:
+    """`build(payload)` checked: the one way every connector turns a payload into the normalized
+    record of `entity`. An unreadable or non-object payload, a normalizer's RecordError and any
+    error no rule foresaw become a RecordError naming the record (`label` is its kind's word)."""
+    if isinstance(payload, UnreadableRecord):
+        raise RecordError(f"{label}{' ' + payload_id(payload) if payload.psa_id else ''}: {payload.reason}")
+    if not isinstance(payload, Mapping):
+        raise RecordError(f"{entity}: expected a JSON object, got {type(payload).__name__}")
+    try:
+        record = build(payload)
+    except RecordError:
+        raise
+    except (ArithmeticError, LookupError, TypeError, ValueError) as error:  # what no rule foresaw
+        raise RecordError(f"{label} {payload_id(payload) or ''}: cannot be read ({type(error).__name__})") from None
+    return check_record(entity, record, f"{label} {record['psa_id']}")

@@ -15,7 +15,6 @@ import inspect
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
 
 from dagster import (
     AssetExecutionContext,
