@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
 from hg_pipeline.connectors.auth import HeaderAuth
-from hg_pipeline.connectors.base import Endpoint
+from hg_pipeline.connectors.base import Endpoint, HttpConnector
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.origin import origin_of, shown_origin
@@ -100,7 +100,7 @@ def _slot(origin: str, integration_code: str, entity: str) -> threading.BoundedS
         return _slots.setdefault((origin, integration_code, entity), threading.BoundedSemaphore(THREADS))
 
 
-class AutotaskConnector:
+class AutotaskConnector(HttpConnector):
     """Reads one Autotask tenant.
 
     `base_url` is the zone host's root (`https://webservices5.autotask.net`, or a simulator's
@@ -156,15 +156,6 @@ class AutotaskConnector:
         self._zone_lock = threading.Lock()
         self._zone: str | None = None
         self._picklists: dict[tuple[str, str], dict[str, str]] = {}
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "AutotaskConnector":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     # -- the zone ------------------------------------------------------------------------
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from hg_pipeline.connectors.http import PsaHttp
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,18 @@ class Connector(Protocol):
     def payload_id(self, payload: object) -> str | None: ...
 
     def supports_incremental(self, entity: str) -> bool: ...
+
+
+class HttpConnector:
+    """What every connector on `PsaHttp` shares: closing its pooled session, as a context manager."""
+
+    http: "PsaHttp"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from hg_pipeline.connectors.auth import BasicAuth
-from hg_pipeline.connectors.base import Endpoint
+from hg_pipeline.connectors.base import Endpoint, HttpConnector
 from hg_pipeline.connectors.http import (
     DEFAULT_DEADLINE,
     Abandon,
@@ -94,7 +94,7 @@ _LABELS = {
 }
 
 
-class ConnectWiseConnector:
+class ConnectWiseConnector(HttpConnector):
     """Reads one ConnectWise Manage tenant.
 
     `base_url` is the site root (`https://na.myconnectwise.net`, or a simulator's
@@ -151,15 +151,6 @@ class ConnectWiseConnector:
         )
         self._api_root: str | None = self.base_url + "/" if re.search(r"/apis/3\.0$", self.base_url) else None
         self._root_lock = threading.Lock()
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "ConnectWiseConnector":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     # -- discovery -----------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from hg_pipeline.connectors.auth import OAuth2ClientCredentials
-from hg_pipeline.connectors.base import Endpoint
+from hg_pipeline.connectors.base import Endpoint, HttpConnector
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_records
 from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
@@ -94,7 +94,7 @@ _LABELS = {
 }
 
 
-class HaloPsaConnector:
+class HaloPsaConnector(HttpConnector):
     """Reads one HaloPSA tenant.
 
     `base_url` is the Halo site root (`https://acme.halopsa.com`, or a simulator's
@@ -146,15 +146,6 @@ class HaloPsaConnector:
             rate_limiter=shared_limiter(self.base_url, requests_per_second),
             **(http_options or {}),
         )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "HaloPsaConnector":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     # -- reading -------------------------------------------------------------------------
 
