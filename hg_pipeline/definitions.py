@@ -9,7 +9,7 @@ from hg_pipeline.orchestration.assets import all_assets
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND
 from hg_pipeline.orchestration.notify import notification_sensors
 from hg_pipeline.orchestration.resources import default_resources
-from hg_pipeline.orchestration.schedules import nightly_resync_schedule
+from hg_pipeline.orchestration.schedules import nightly_resync_schedule, weekly_reconcile_schedule
 from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_partitions_sensor
 
 
@@ -18,7 +18,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
         assets=all_assets,
         jobs=list(JOBS_BY_KIND.values()),
         sensors=[tenant_partitions_sensor, mapping_change_sensor, *notification_sensors],
-        schedules=[nightly_resync_schedule],
+        schedules=[nightly_resync_schedule, weekly_reconcile_schedule],
         resources=resources or default_resources(),
         # One process per run, as the CLI runs: a process per step re-imports everything
         # (about 10x slower for a small tenant), and the run-wide tenant lock lives in it.

@@ -1,5 +1,5 @@
-"""The nightly schedule and the run-launching sensors, evaluated with Dagster's testing helpers
-on a test instance, and the instance configuration (dagster.yaml) they rely on."""
+"""The nightly and weekly schedules and the run-launching sensors, evaluated with Dagster's
+testing helpers on a test instance, and the instance configuration (dagster.yaml) they rely on."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
     instance_for_test,
+    validate_run_config,
 )
 
 from hg_pipeline.definitions import build_definitions, defs
 from hg_pipeline.mapping.document import default_document
 from hg_pipeline.orchestration.home import prepare_home
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
-from hg_pipeline.orchestration.jobs import psa_host
-from hg_pipeline.orchestration.schedules import nightly_resync_schedule
+from hg_pipeline.orchestration.jobs import NIGHTLY_OPS_CONFIG, psa_host
+from hg_pipeline.orchestration.schedules import nightly_resync_schedule, weekly_reconcile_schedule
 from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_partitions_sensor
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.warehouse.mappings import store_mapping
@@ -31,7 +32,8 @@ from hg_pipeline.warehouse.tenants import Tenant, add_tenant
 
 CW_REFS = {"company_id": "env:CW_CO", "public_key": "env:CW_PUB", "private_key": "env:CW_PRIV",
            "client_id": "env:CW_CLIENT"}
-NIGHT = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
+NIGHT = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # a Monday
+SUNDAY = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 
 
 def connectwise(tenant_id: str, base_url: str) -> Tenant:
@@ -79,12 +81,12 @@ def msp(warehouse, instance):
 # --------------------------------------------------------------------------- nightly schedule
 
 
-def _schedule_tick(instance, resources, repository, when):
+def _schedule_tick(instance, resources, repository, when, schedule_def=nightly_resync_schedule):
     # `with`: the context opens its own instance from the ref and must close it (a context left
     # open resets Dagster's current-instance state whenever it is garbage-collected).
     with build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
                                 repository_def=repository) as context:
-        return nightly_resync_schedule.evaluate_tick(context)
+        return schedule_def.evaluate_tick(context)
 
 
 def test_nightly_schedule_requests_one_resync_per_mapped_tenant(msp, instance, resources, repository):
@@ -93,7 +95,7 @@ def test_nightly_schedule_requests_one_resync_per_mapped_tenant(msp, instance, r
     by_tenant = {request.partition_key: request for request in result.run_requests}
     assert sorted(by_tenant) == ["acme", "globex", "initech"]
     for tenant_id, request in by_tenant.items():
-        assert request.run_key == f"nightly-{tenant_id}-2026-03-01"
+        assert request.run_key == f"nightly-{tenant_id}-2026-03-02"
         assert request.tags["hg/tenant"] == tenant_id
         assert request.tags["hg/kind"] == "nightly"
         assert request.tags["dagster/partition"] == tenant_id
@@ -103,7 +105,7 @@ def test_nightly_schedule_requests_one_resync_per_mapped_tenant(msp, instance, r
     assert by_tenant["globex"].tags["hg/psa_host"] == "na.myconnectwise.net:443"
     assert by_tenant["initech"].tags["hg/psa_host"] == "eu.myconnectwise.net:8443"
     assert nightly_resync_schedule.job_name == "nightly_resync"
-    assert nightly_resync_schedule.cron_schedule == "0 2 * * *"
+    assert nightly_resync_schedule.cron_schedule == "0 2 * * 1-6"  # Sunday: weekly_reconcile
     assert nightly_resync_schedule.execution_timezone == "UTC"
 
 
@@ -112,8 +114,8 @@ def test_nightly_run_keys_are_stable_per_night(msp, instance, resources, reposit
         return sorted(r.run_key for r in _schedule_tick(instance, resources, repository, when).run_requests)
 
     assert keys(NIGHT) == keys(NIGHT.replace(minute=3))  # a retried tick launches nothing twice
-    assert keys(NIGHT.replace(day=2)) == ["nightly-acme-2026-03-02", "nightly-globex-2026-03-02",
-                                          "nightly-initech-2026-03-02"]
+    assert keys(NIGHT.replace(day=3)) == ["nightly-acme-2026-03-03", "nightly-globex-2026-03-03",
+                                          "nightly-initech-2026-03-03"]
 
 
 def test_nightly_schedule_skips_without_ready_tenants(warehouse, instance, resources, repository):
@@ -124,6 +126,65 @@ def test_nightly_schedule_skips_without_ready_tenants(warehouse, instance, resou
 
 def test_nightly_schedule_is_registered_and_on(instance):
     assert defs.resolve_schedule_def("nightly_resync").default_status.value == "RUNNING"
+
+
+# --------------------------------------------------------------------------- weekly reconcile
+
+
+def test_weekly_reconcile_requests_one_full_sync_per_mapped_tenant(msp, instance, resources, repository):
+    result = _schedule_tick(instance, resources, repository, SUNDAY, weekly_reconcile_schedule)
+
+    by_tenant = {request.partition_key: request for request in result.run_requests}
+    assert sorted(by_tenant) == ["acme", "globex", "initech"]  # not nomap, newbie, legacy
+    for tenant_id, request in by_tenant.items():
+        assert request.run_key == f"reconcile-{tenant_id}-2026-03-01"
+        assert request.tags["hg/tenant"] == tenant_id
+        assert request.tags["hg/kind"] == "full"
+        assert request.tags["dagster/partition"] == tenant_id
+        # Every extraction reads everything, and the config is one the full_sync job accepts.
+        assert request.run_config["ops"] == {op: {"config": {"incremental": False}} for op in NIGHTLY_OPS_CONFIG}
+        assert validate_run_config(repository.get_job("full_sync"), request.run_config)
+    assert by_tenant["acme"].tags["hg/psa_host"] == "na.myconnectwise.net:443"
+    assert by_tenant["globex"].tags["hg/psa_host"] == "na.myconnectwise.net:443"
+    assert by_tenant["initech"].tags["hg/psa_host"] == "eu.myconnectwise.net:8443"
+    assert weekly_reconcile_schedule.job_name == "full_sync"
+    assert weekly_reconcile_schedule.execution_timezone == "UTC"
+
+
+def test_weekly_reconcile_run_keys_are_unique_per_tenant_and_day(msp, instance, resources, repository):
+    def keys(when):
+        return sorted(r.run_key for r in
+                      _schedule_tick(instance, resources, repository, when, weekly_reconcile_schedule).run_requests)
+
+    assert keys(SUNDAY) == keys(SUNDAY.replace(minute=3))
+    assert keys(SUNDAY.replace(day=8)) == ["reconcile-acme-2026-03-08", "reconcile-globex-2026-03-08",
+                                           "reconcile-initech-2026-03-08"]
+
+
+def test_weekly_reconcile_skips_without_ready_tenants(warehouse, instance, resources, repository):
+    result = _schedule_tick(instance, resources, repository, SUNDAY, weekly_reconcile_schedule)
+    assert not result.run_requests
+    assert "no tenant is ready for a weekly reconcile" in result.skip_message
+
+
+def test_every_night_exactly_one_schedule_syncs_the_tenants():
+    """Both at 02:00 UTC: nightly_resync Monday to Saturday, weekly_reconcile on Sunday."""
+    def days(schedule_def):
+        minute, hour, day_of_month, month, day_of_week = schedule_def.cron_schedule.split()
+        assert (minute, hour, day_of_month, month, schedule_def.execution_timezone) == ("0", "2", "*", "*", "UTC")
+        first, _, last = day_of_week.partition("-")
+        return set(range(int(first), int(last or first) + 1))
+
+    nightly, weekly = days(nightly_resync_schedule), days(weekly_reconcile_schedule)
+    assert weekly == {0}  # cron's Sunday
+    assert not nightly & weekly
+    assert nightly | weekly == set(range(7))
+
+
+def test_weekly_reconcile_is_registered_and_on(instance):
+    schedule_def = defs.resolve_schedule_def("weekly_reconcile")
+    assert schedule_def.default_status.value == "RUNNING"
+    assert schedule_def.job_name == "full_sync"
 
 
 @pytest.mark.parametrize("url, host", [
