@@ -16,10 +16,17 @@ A vendor module subclasses `SimulatorBase`, names its API prefix, and writes `_a
   `nested_record(id, 990)`), both at the end of page 1 and counted;
 - counters: `requests`, `requests_by_path` (API path below the prefix), `request_times`,
   `reset_counts()`;
-- the live `dataset` (tests edit its lists under `lock`; `_snapshot(kind)` sees the edits).
+- the live `dataset` (tests edit its lists under `lock`; `_snapshot(kind)` sees the edits);
+- `touch(share, seed)`: a share of the companies, contacts and configurations changed now.
 
-Paths in these controls are API paths below the vendor's prefix, as `requests_by_path` shows
+Paths in the controls above are API paths below the vendor's prefix, as `requests_by_path` shows
 them.
+
+For a benchmark that runs the simulator in a process of its own, a few of these are HTTP
+controls outside every vendor's API (the server listens on 127.0.0.1 only):
+`GET /_simulator/stats` (requests served, 429s of the rate limit), `POST
+/_simulator/touch?share=0.01&seed=N` (what `touch` changed, per kind) and `POST
+/_simulator/rate-limit?requests=N&seconds=W` (`rate_limit`; `requests=0` lifts it).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
+import re
 import socket
 import ssl
 import struct
@@ -46,8 +55,13 @@ from urllib.parse import parse_qs, urlsplit
 from hg_pipeline.simulators.datasets import Dataset, generate
 
 
-# For a benchmark that runs the simulator in another process: how many API requests it served.
+# HTTP controls for a benchmark that runs the simulator in another process (module docstring).
 STATS_PATH = "/_simulator/stats"
+TOUCH_PATH = "/_simulator/touch"
+RATE_LIMIT_PATH = "/_simulator/rate-limit"
+# What `touch` changes: dataset kind -> the visible field it edits (besides _info.lastUpdated).
+TOUCHED_FIELDS = {"companies": "name", "contacts": "lastName", "configurations": "name"}
+_EDIT_MARK = re.compile(r" \(edit (\d+)\)$")
 
 
 class ApiError(Exception):
@@ -176,8 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.body = self.rfile.read(length) if length else b""
-        if self.path == STATS_PATH:  # the simulator's own counters, outside every vendor's API
-            self._send(200, {"requests": self.sim.requests}, {})
+        target = urlsplit(self.path)
+        if target.path in _CONTROLS:  # the simulator's own controls, outside every vendor's API
+            self._send(*self.sim._control(self.command, target.path, parse_qs(target.query)), {})
             return
         fault = self.sim._transfer_fault(self.path)
         try:
@@ -254,6 +269,15 @@ class _Server(ThreadingHTTPServer):
 
 
 _get_id = itemgetter("id")
+_CONTROLS = (STATS_PATH, TOUCH_PATH, RATE_LIMIT_PATH)
+
+
+def _edited(text: str) -> str:
+    """`text` with its edit mark counted up: "Acme" -> "Acme (edit 1)" -> "Acme (edit 2)"."""
+    mark = _EDIT_MARK.search(text)
+    if mark is None:
+        return f"{text} (edit 1)"
+    return f"{text[:mark.start()]} (edit {int(mark.group(1)) + 1})"
 
 
 def _released() -> None:
@@ -502,6 +526,47 @@ class SimulatorBase:
         """API requests received (below the API prefix, whatever their answer)."""
         with self._count_lock:
             return self._requests
+
+    def touch(self, share: float, seed: int = 1) -> dict[str, int]:
+        """Change `share` (0..1) of the companies, contacts and configurations now, as a user of
+        the PSA would: a visible field gets an ` (edit N)` mark and `_info.lastUpdated` becomes
+        the current second (every vendor's change field follows it). Records picked at random
+        by `seed`, deleted ones left alone; at least one of a kind when `share` > 0.
+        Returns kind -> records changed."""
+        if not 0 <= share <= 1:
+            raise ValueError("share must be between 0 and 1")
+        rng = random.Random(seed)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        changed = {}
+        with self.lock:
+            for kind, field_name in TOUCHED_FIELDS.items():
+                live = [r for r in self.dataset.records(kind) if not r.get("deletedFlag")]
+                count = min(len(live), math.ceil(len(live) * share - 1e-9))
+                for record in rng.sample(live, count):
+                    record[field_name] = _edited(record.get(field_name) or "")
+                    record["_info"]["lastUpdated"] = now
+                changed[kind] = count
+        return changed
+
+    def _control(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, dict]:
+        """The answer (status, JSON body) of an HTTP control."""
+        expected = "GET" if path == STATS_PATH else "POST"
+        if method != expected:
+            return 405, {"error": f"{path} takes {expected}"}
+        try:
+            if path == STATS_PATH:
+                return 200, {"requests": self.requests, "rejected": self.rejected}
+            if path == TOUCH_PATH:
+                share = float(query.get("share", ["0.01"])[-1])
+                return 200, {"changed": self.touch(share, int(query.get("seed", ["1"])[-1]))}
+            max_requests = int(query.get("requests", ["0"])[-1])
+            seconds = float(query.get("seconds", ["1"])[-1])
+            if max_requests < 0 or seconds <= 0:
+                raise ValueError("requests must be at least 0 and seconds positive")
+            self.rate_limit = (max_requests, seconds) if max_requests else None
+            return 200, {"rate_limit": self.rate_limit}
+        except ValueError as error:
+            return 400, {"error": str(error)}
 
     def reset_counts(self) -> None:
         with self._count_lock:
