@@ -23,6 +23,6 @@ setup(
         "pyyaml>=6",
     ],
     # cryptography: the simulator's --tls certificate (pyconnectwise only speaks https)
-    extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6", "cryptography>=41", "jsonschema>=4"]},
+    extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6", "django-autotask==1.16.0", "cryptography>=41", "jsonschema>=4"]},
     entry_points={"console_scripts": ["hg-pipeline=hg_pipeline.cli:main"]},
 )

@@ -14,7 +14,8 @@ edits here (a changed `_info.lastUpdated` moves `lastTrackedModifiedDateTime`...
   endsWith contains exist notExist`, groups `{"op": "and"|"or", "items": [...]}`, datetimes
   compared as instants; records sorted by id; `{"items": [...], "pageDetails": {"count",
   "requestCount", "prevPageUrl", "nextPageUrl"}}`, `nextPageUrl` null on the last page (POST the
-  same body to it: it pages by id, so edits during a sweep move nothing);
+  same body to it, or GET it after a GET query: it carries that query's `search`; it pages by id,
+  so edits during a sweep move nothing);
 - `.../query/count` answers `{"queryCount": n}`; `GET /{Entity}/entityInformation/fields` lists
   the fields, the picklists `companyType` (Companies), `productCategory` (Products) and
   `configurationItemType` (ConfigurationItems) with `picklistValues`;
@@ -401,7 +402,10 @@ class AutotaskSimulator(SimulatorBase):
             chunk = [{k: v for k, v in r.items() if k.lower() in wanted} for r in chunk]
         next_url = None
         if more:
-            next_url = f"{self.api_url}{endpoint}?{urlencode({'page': page + 1, 'after': chunk[-1].get('id', after) if chunk else after})}"
+            params = {"page": page + 1, "after": chunk[-1].get("id", after) if chunk else after}
+            if "search" in query:  # a GET query's next page is the same query: its URL carries the search
+                params["search"] = query["search"]
+            next_url = f"{self.api_url}{endpoint}?{urlencode(params)}"
         malformed, poison = self.malformed.get(kind, []), self.poison.get(kind, [])
         if page == 1:
             chunk = chunk + malformed
