@@ -2,46 +2,69 @@
 
 `extract_entity` reads one entity of a tenant through any `connectors.base.Connector`;
 `stage_pages` stages any iterable of payload pages (the coming file/API import source hands
-its own). Both, inside one transaction per entity:
+its own). Both:
 
 - normalize each payload; one the connector refuses (`RecordError`) or an id seen twice goes
   to quarantine with its reason, the rest goes on;
-- stage what is good (`warehouse/staging.py`); a full read marks the staged records it did not
-  receive as vanished, an incremental one (changes since the last extraction) sweeps the ids
-  to find them;
-- an incomplete read (`paging.IncompleteExtraction`) or a failed request rolls everything
-  back: the previous good staging stays and nothing is marked as vanished.
+- commit every page as it arrives into the extraction under way (`warehouse/staging.py`),
+  with the connector's token for continuing after it: a run that dies mid-read (killed, PSA
+  gone) leaves those pages, and the next run of the same read resumes after the last one;
+- merge a complete read into staging in one transaction; a full read marks the staged records
+  it did not receive as vanished, an incremental one (changes since the watermark) sweeps the
+  ids to find them;
+- an incomplete read (`paging.IncompleteExtraction`) discards the pages of the read: the
+  previous good staging stays and nothing is marked as vanished.
+
+The watermark an incremental read starts from is the start of the last extraction whose
+records were loaded, less `WATERMARK_OVERLAP`: a record edited while that extraction ran (or
+stamped by a PSA clock a little behind ours) is read again rather than missed; reading it
+twice changes nothing.
 
 No Dagster here: the `<entity>_raw` asset calls `extract_entity` and reports its result.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
-from hg_pipeline.connectors.base import Connector
+from hg_pipeline.connectors.base import Connector, ResumeRefused
 from hg_pipeline.connectors.http import PsaError, PsaUnreachable
 from hg_pipeline.connectors.paging import IncompleteExtraction
 from hg_pipeline.connectors.records import RecordError
+from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.warehouse.staging import (
-    RawStager,
+    Progress,
     StageCounts,
-    extract_cursor,
+    discard_progress,
+    inflight_ids,
     live_staged_count,
     mark_vanished,
+    merge_inflight,
+    open_progress,
+    propose_watermark,
     quarantine_records,
+    saved_progress,
+    stage_page,
+    watermark,
 )
 from hg_pipeline.warehouse.tenants import Tenant
 
+log = logging.getLogger("hg_pipeline.extract")
+
 PREVIEW_SIZE = 5  # normalized records kept for the UI
+WATERMARK_OVERLAP = timedelta(minutes=5)
+
+Normalize = Callable[[str, Mapping], dict]
+PayloadId = Callable[[object], "str | None"]
 
 
 class ExtractError(Exception):
-    """The extraction failed and staged nothing; the message is one line (no secret: the
+    """The extraction failed and merged nothing; the message is one line (no secret: the
     connectors' messages are scrubbed, the caller scrubs again)."""
 
 
@@ -51,69 +74,131 @@ class ExtractResult:
     counts: StageCounts
     quarantined: list[tuple[str | None, str, object]] = field(default_factory=list)  # (psa_id, reason, payload)
     preview: list[dict] = field(default_factory=list)
+    resumed_pages: int = 0  # pages an interrupted run had committed, not read again
 
 
 def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Connector, run_id: str,
                    incremental: bool = False) -> ExtractResult:
-    """Stage `entity` of `tenant` as `connector` reads it: only the changes since the last
-    extraction (plus an id sweep) when `incremental` and the connector can, else everything."""
+    """Stage `entity` of `tenant` as `connector` reads it: only the changes since the watermark
+    (plus an id sweep) when `incremental` and the connector can, else everything; an
+    interrupted read of the same kind is continued."""
+    tenant_id = tenant.tenant_id
     try:
         with connector:
-            since = extract_cursor(engine, tenant.tenant_id, entity) \
-                if incremental and connector.supports_incremental(entity) else None
-            now = datetime.now(timezone.utc)
-            with engine.begin() as conn:
-                previous = live_staged_count(conn, tenant.tenant_id, entity)  # a PSA saying "none" must prove it
-                pages = connector.iter_pages(entity, since=since, previous=previous)
-                result = _stage(conn, tenant.tenant_id, entity, pages, connector.normalize, connector.payload_id,
-                                run_id, now, full=since is None)
-                if since is not None:  # changes only came back: an id sweep finds what vanished
-                    present = set(connector.iter_ids(entity, previous=previous))
-                    result.counts.vanished = mark_vanished(conn, tenant.tenant_id, entity, present, now)
-                    result.mode = "incremental"
-                quarantine_records(conn, tenant.tenant_id, entity, result.quarantined, run_id, now)
-    except IncompleteExtraction as exc:  # rolled back: the last good staging stays
+            since = None
+            if incremental and connector.supports_incremental(entity):
+                mark = watermark(engine, tenant_id, entity)
+                since = None if mark is None else mark - WATERMARK_OVERLAP
+            try:
+                reading = _Reading.begin(engine, tenant_id, entity, run_id, since)
+                pages = connector.iter_pages(entity, since=since, previous=reading.previous,
+                                             resume=reading.progress.resume_token)
+                reading.stage(pages, connector.normalize, connector.payload_id)
+            except ResumeRefused as refused:
+                log.info("tenant %s: %s cannot resume (%s); reading it again from the start", tenant_id, entity,
+                         refused)
+                reading = _Reading.begin(engine, tenant_id, entity, run_id, since, fresh=True)
+                reading.stage(connector.iter_pages(entity, since=since, previous=reading.previous),
+                              connector.normalize, connector.payload_id)
+            present = None if since is None else set(connector.iter_ids(entity, previous=reading.previous))
+            return reading.merge(present)
+    except IncompleteExtraction as exc:  # the read's pages go: the last good staging stays
+        _discard(engine, tenant_id, entity)
         raise ExtractError(f"{exc}; nothing marked as vanished") from None
     except PsaUnreachable as exc:
-        raise ExtractError(f"PSA unreachable at {tenant.base_url}: {exc}") from None
+        raise ExtractError(f"PSA unreachable at {tenant.base_url}: {exc}{_kept(engine, tenant_id, entity)}") from None
     except PsaError as exc:
-        raise ExtractError(str(exc)) from None
-    return result
+        raise ExtractError(f"{exc}{_kept(engine, tenant_id, entity)}") from None
 
 
-def stage_pages(engine: Engine, tenant_id: str, entity: str, pages: Iterable[list],
-                normalize: Callable[[str, Mapping], dict], payload_id: Callable[[object], str | None],
-                run_id: str) -> ExtractResult:
+def stage_pages(engine: Engine, tenant_id: str, entity: str, pages: Iterable[list], normalize: Normalize,
+                payload_id: PayloadId, run_id: str) -> ExtractResult:
     """Stage every page of `pages` as a full extraction of `entity` (what is not among them
-    vanishes), in one transaction, bad records quarantined."""
-    now = datetime.now(timezone.utc)
+    vanishes), bad records quarantined."""
+    reading = _Reading.begin(engine, tenant_id, entity, run_id, None, fresh=True)
+    reading.stage(pages, normalize, payload_id)
+    return reading.merge(None)
+
+
+@dataclass
+class _Reading:
+    """One read of one entity, its pages committed as they come."""
+
+    engine: Engine
+    tenant_id: str
+    entity: str
+    run_id: str
+    progress: Progress
+    previous: int  # live staged records before this read
+    seen: set[str]
+    result: ExtractResult
+
+    @classmethod
+    def begin(cls, engine: Engine, tenant_id: str, entity: str, run_id: str, since: datetime | None, *,
+              fresh: bool = False) -> "_Reading":
+        now = datetime.now(timezone.utc)
+        with engine.begin() as conn:
+            if fresh:
+                discard_progress(conn, tenant_id, entity)
+            progress = open_progress(conn, tenant_id, entity, since, run_id, now)
+            previous = live_staged_count(conn, tenant_id, entity)
+            seen = inflight_ids(conn, tenant_id, entity) if progress.resume_token else set()
+        result = ExtractResult(mode="full" if since is None else "incremental", counts=StageCounts(),
+                               resumed_pages=progress.pages)
+        if progress.resume_token:
+            log.info("tenant %s: resuming %s after %d committed pages", tenant_id, entity, progress.pages)
+        # A resumed read already holds records: a PSA answering "none" for the rest proves nothing wrong.
+        return cls(engine, tenant_id, entity, run_id, progress, 0 if progress.resume_token else previous, seen,
+                   result)
+
+    def stage(self, pages: Iterable[list], normalize: Normalize, payload_id: PayloadId) -> None:
+        for page in pages:
+            good, bad = [], []
+            for payload in page:
+                try:
+                    record = normalize(self.entity, payload)
+                except RecordError as exc:
+                    bad.append((payload_id(payload), str(exc), payload))
+                    continue
+                if record["psa_id"] in self.seen:
+                    bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
+                    continue
+                self.seen.add(record["psa_id"])
+                good.append((record["psa_id"], payload, record))
+            with self.engine.begin() as conn:
+                stage_page(conn, self.tenant_id, self.entity, good, getattr(page, "resume", None))
+                quarantine_records(conn, self.tenant_id, self.entity, bad, self.run_id, datetime.now(timezone.utc))
+            self.result.quarantined.extend(bad)
+            preview = self.result.preview
+            preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
+
+    def merge(self, present: set[str] | None) -> ExtractResult:
+        """The complete read into staging, in one transaction; `present`: every id the PSA
+        lists, after an incremental read."""
+        started = self.progress.started_at
+        with self.engine.begin() as conn:
+            counts = merge_inflight(conn, self.tenant_id, self.entity, self.run_id, started,
+                                    full=self.progress.since is None)
+            if present is not None:
+                counts.vanished = mark_vanished(conn, self.tenant_id, self.entity, present, started)
+            propose_watermark(conn, self.tenant_id, self.entity, started, at_load=self.entity in LOADED_ENTITIES)
+        self.result.counts = counts
+        return self.result
+
+
+def _discard(engine: Engine, tenant_id: str, entity: str) -> None:
     with engine.begin() as conn:
-        result = _stage(conn, tenant_id, entity, pages, normalize, payload_id, run_id, now, full=True)
-        quarantine_records(conn, tenant_id, entity, result.quarantined, run_id, now)
-    return result
+        discard_progress(conn, tenant_id, entity)
 
 
-def _stage(conn: Connection, tenant_id: str, entity: str, pages: Iterable[list],
-           normalize: Callable[[str, Mapping], dict], payload_id: Callable[[object], str | None],
-           run_id: str, now: datetime, *, full: bool) -> ExtractResult:
-    stager = RawStager(conn, tenant_id, entity, run_id, now)
-    bad: list[tuple[str | None, str, object]] = []
-    seen: set[str] = set()
-    first: list[dict] = []
-    for page in pages:
-        good = []
-        for payload in page:
-            try:
-                record = normalize(entity, payload)
-            except RecordError as exc:
-                bad.append((payload_id(payload), str(exc), payload))
-                continue
-            if record["psa_id"] in seen:
-                bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
-                continue
-            seen.add(record["psa_id"])
-            good.append((record["psa_id"], payload, record))
-        stager.add(good)
-        first.extend(record for _, _, record in good[: PREVIEW_SIZE - len(first)])
-    counts = stager.finish(full=full)
-    return ExtractResult(mode="full", counts=counts, quarantined=bad, preview=first)
+def _kept(engine: Engine, tenant_id: str, entity: str) -> str:
+    """What the next run picks up from, for the failure's one line."""
+    try:
+        saved = saved_progress(engine, tenant_id, entity)
+    except Exception:  # noqa: BLE001 - a warehouse that fails now is reported by the next step
+        return ""
+    if saved is None or not saved.pages:
+        return ""
+    if saved.resume_token is None:
+        return f"; {saved.pages} pages read, the next run reads {entity} again"
+    return f"; {saved.pages} pages kept, the next run resumes after them"

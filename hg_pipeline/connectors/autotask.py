@@ -31,11 +31,11 @@ from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
 from hg_pipeline.connectors.auth import HeaderAuth
-from hg_pipeline.connectors.base import Endpoint, HttpConnector
+from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.origin import origin_of, shown_origin
-from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
+from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, keyset_position, keyset_token, nothing_back, page_problem
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -231,9 +231,11 @@ class AutotaskConnector(HttpConnector):
     def supports_incremental(self, entity: str) -> bool:
         return _endpoint(entity).change_field is not None
 
-    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]:
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
+                   resume: str | None = None) -> Iterator[list]:
         """Raw payload pages of `entity` (records changed after `since` when given and the
-        entity has a modified field; else every record)."""
+        entity has a modified field; else every record). Query pages come in id order, each a
+        `Page` whose token resumes the read after it (keyset: `id gt last`)."""
         endpoint = _endpoint(entity)
         if endpoint.paginator == "picklist":
             yield from self._picklist_pages(endpoint, previous)
@@ -247,7 +249,11 @@ class AutotaskConnector(HttpConnector):
         if since is not None and endpoint.change_field:
             conditions = [{"op": "gte" if self.since_inclusive else "gt", "field": endpoint.change_field,
                            "value": _utc_text(since)}]
-        yield from self._query(endpoint.path, conditions, [], previous if since is None else 0)
+        _, after = keyset_position(resume, 1)
+        if after is not None:
+            conditions = [*conditions, {"op": "gt", "field": "id", "value": after}]
+        for page in self._query(endpoint.path, conditions, [], previous if since is None else 0):
+            yield Page(page, keyset_token(0, page))
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
         """Every psa_id of `entity` (an id-only sweep: IncludeFields ["id"])."""

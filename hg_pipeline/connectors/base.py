@@ -40,6 +40,23 @@ class Endpoint:
     id_field: str = "id"
 
 
+class Page(list):
+    """A page of raw payloads, with the token that continues the read after it.
+
+    `resume`: a string the connector understands, passed back as `iter_pages(..., resume=)` by
+    the next run when this one stopped after this page; None: the read cannot continue here
+    (it starts again from the beginning)."""
+
+    def __init__(self, records=(), resume: str | None = None) -> None:
+        super().__init__(records)
+        self.resume = resume
+
+
+class ResumeRefused(Exception):
+    """`iter_pages(resume=...)` cannot continue from that token (the PSA's pages moved under it,
+    or the token is not one it wrote): the read must start again. Raised before any page."""
+
+
 @runtime_checkable
 class Connector(Protocol):
     """A source as the extract stage reads it. Used as a context manager (closed at the end).
@@ -47,7 +64,8 @@ class Connector(Protocol):
     iter_pages: raw payload pages of `entity` (only those changed after `since` when given);
       raises `paging.IncompleteExtraction` at the end of a read that does not add up, with
       `previous` the number of records the last extraction staged (a PSA that returns nothing
-      must prove it);
+      must prove it); a page may be a `Page` whose `resume` token, given back as `resume`,
+      continues the same read after it (or `ResumeRefused` when it cannot);
     iter_ids: every psa_id of `entity` (an id-only sweep, to find deletions);
     normalize: one payload -> the record of `entities.NORMALIZED_FIELDS[entity]`, or
       `records.RecordError` (the stage quarantines it);
@@ -63,7 +81,8 @@ class Connector(Protocol):
 
     def close(self) -> None: ...
 
-    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]: ...
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
+                   resume: str | None = None) -> Iterator[list]: ...
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]: ...
 

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from hg_pipeline.connectors.auth import BasicAuth
-from hg_pipeline.connectors.base import Endpoint, HttpConnector
+from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import (
     DEFAULT_DEADLINE,
     Abandon,
@@ -38,7 +38,14 @@ from hg_pipeline.connectors.http import (
     utc_text,
 )
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
-from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
+from hg_pipeline.connectors.paging import (
+    PAGE_RETRIES,
+    Tally,
+    keyset_position,
+    keyset_token,
+    nothing_back,
+    page_problem,
+)
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -183,8 +190,10 @@ class ConnectWiseConnector(HttpConnector):
         _endpoints(entity)  # ValueError for an unknown entity
         return all(endpoint.change_field for endpoint in ENDPOINTS[entity])
 
-    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]:
-        """Raw payload pages of `entity` (records changed after `since` when given).
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
+                   resume: str | None = None) -> Iterator[list]:
+        """Raw payload pages of `entity` (records changed after `since` when given), each a
+        `Page` whose token resumes the read after it (keyset: the endpoint, and `id>last`).
 
         `previous`: how many records of `entity` the last extraction staged; a full read that
         gets nothing back without a readable count is then incomplete.
@@ -193,17 +202,19 @@ class ConnectWiseConnector(HttpConnector):
         if since is not None:
             op = ">=" if self.since_inclusive else ">"
             params["conditions"] = f"lastUpdated{op}[{utc_text(since)}]"
-        for _, page in self._read(entity, params, previous if since is None else 0):
-            yield page
+        start, after = keyset_position(resume, len(_endpoints(entity)))
+        for index, page in self._read(entity, params, previous if since is None else 0, start, after):
+            yield Page(page, keyset_token(index, page))
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
         """Every psa_id of `entity` (an id-only sweep, for delete detection); a record whose id
         is not a valid id is left out."""
-        for path, page in self._read(entity, {"fields": "id"}, previous):
-            prefix = _ID_PREFIX.get(path, "")
+        paths = _endpoints(entity)
+        for index, page in self._read(entity, {"fields": "id"}, previous):
+            prefix = _ID_PREFIX.get(paths[index], "")
             for record in page:
                 try:
-                    yield prefix + id_text(record.get("id") if isinstance(record, Mapping) else None, path)
+                    yield prefix + id_text(record.get("id") if isinstance(record, Mapping) else None, paths[index])
                 except RecordError as error:
                     log.warning("id sweep: %s; left out", error)
 
@@ -217,15 +228,22 @@ class ConnectWiseConnector(HttpConnector):
             total += int(body["count"])
         return total
 
-    def _read(self, entity: str, params: Mapping[str, object], previous: int) -> Iterator[tuple[str, list]]:
-        """(path, page) of every endpoint of `entity`, each read checked for completeness."""
+    def _read(self, entity: str, params: Mapping[str, object], previous: int, start: int = 0,
+              after: int | None = None) -> Iterator[tuple[int, list]]:
+        """(endpoint index, page) of every endpoint of `entity` from `start` on (the first of
+        them only past id `after`), each read checked for completeness."""
         paths = _endpoints(entity)
         tallies = []
-        for path in paths:
+        for index in range(start, len(paths)):
+            path = paths[index]
             tally = Tally(label=f"{path}: " if len(paths) > 1 else "")
             tallies.append(tally)
-            for page in self._pages(path, params, tally):
-                yield path, page
+            endpoint_params = params
+            if index == start and after is not None:
+                conditions = " and ".join(c for c in (params.get("conditions"), f"id>{after}") if c)
+                endpoint_params = {**params, "conditions": conditions}
+            for page in self._pages(path, endpoint_params, tally):
+                yield index, page
         empty = nothing_back(tallies, previous)
         if empty is not None:
             raise empty

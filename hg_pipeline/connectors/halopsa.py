@@ -33,10 +33,10 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from hg_pipeline.connectors.auth import OAuth2ClientCredentials
-from hg_pipeline.connectors.base import Endpoint, HttpConnector
+from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page, ResumeRefused
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_records
-from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_problem
+from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_position, page_problem, page_token
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -154,20 +154,27 @@ class HaloPsaConnector(HttpConnector):
         whole either way; see the module docstring)."""
         return all(endpoint.change_field for endpoint in _endpoints(entity))
 
-    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0) -> Iterator[list]:
+    def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
+                   resume: str | None = None) -> Iterator[list]:
         """Raw payload pages of `entity`; with `since`, only the records stamped after it
         (or whose stamp cannot be read). `previous`: records the last extraction staged (a
-        read that gets nothing back without a readable count is then incomplete)."""
-        for endpoint, page in self._read(entity, previous):
+        read that gets nothing back without a readable count is then incomplete).
+
+        A numbered page is a `Page` whose token (endpoint, page number, last id) resumes the
+        read after it; Halo cannot filter by id, so a resumed read first asks for that page
+        again and refuses to resume (`ResumeRefused`) when it no longer ends with that id."""
+        position = page_position(resume, len(_endpoints(entity)))
+        for index, endpoint, number, page in self._read(entity, previous, start=position):
+            token = page_token(index, number, page) if number else None
             if since is not None and endpoint.change_field:
                 page = [record for record in page if self._changed(record, endpoint.change_field, since)]
-            if page:
-                yield page
+            if page or token:
+                yield Page(page, token)
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
         """Every psa_id of `entity` (an id-only sweep, for delete detection); a record whose id
         is not a valid id is left out."""
-        for endpoint, page in self._read(entity, previous, sweep=True):
+        for _, endpoint, _, page in self._read(entity, previous, sweep=True):
             for record in page:
                 try:
                     yield endpoint.id_prefix + id_text(record.get("id") if isinstance(record, Mapping) else None,
@@ -185,23 +192,28 @@ class HaloPsaConnector(HttpConnector):
             moment = moment.replace(tzinfo=timezone.utc)
         return moment >= since if self.since_inclusive else moment > since
 
-    def _read(self, entity: str, previous: int, *, sweep: bool = False) -> Iterator[tuple[Endpoint, list]]:
-        """(endpoint, page) of every endpoint of `entity`, each read checked for completeness;
-        `sweep`: ids only."""
+    def _read(self, entity: str, previous: int, *, sweep: bool = False,
+              start: tuple[int, int, int] | None = None) -> Iterator[tuple[int, Endpoint, int, list]]:
+        """(endpoint index, endpoint, page number or 0 for a whole read, page) of every endpoint
+        of `entity`, each read checked for completeness; `sweep`: ids only; `start`: (endpoint
+        index, page number, last id) of a page already read, to continue after."""
         endpoints = _endpoints(entity)
         tallies = []
-        for endpoint in endpoints:
+        for index, endpoint in enumerate(endpoints):
+            if start is not None and index < start[0]:
+                continue
             tally = Tally(label=f"{endpoint.path}: " if len(endpoints) > 1 else "")
             tallies.append(tally)
             query = dict(_PARAMS.get(endpoint.path, {}))
             if endpoint.paginator == "whole":
-                pages = self._whole(endpoint, query, tally)
+                pages = ((0, page) for page in self._whole(endpoint, query, tally))
             elif sweep:  # idonly ignores paging: every id in one answer
-                pages = self._whole(endpoint, {**query, "idonly": "true"}, tally)
+                pages = ((0, page) for page in self._whole(endpoint, {**query, "idonly": "true"}, tally))
             else:
-                pages = self._numbered_pages(endpoint, query, tally)
-            for page in pages:
-                yield endpoint, page
+                after = start[1:] if start is not None and index == start[0] else None
+                pages = self._numbered_pages(endpoint, query, tally, after)
+            for number, page in pages:
+                yield index, endpoint, number, page
         empty = nothing_back(tallies, previous)
         if empty is not None:
             raise empty
@@ -233,14 +245,25 @@ class HaloPsaConnector(HttpConnector):
         if records:
             yield records
 
-    def _numbered_pages(self, endpoint: Endpoint, params: Mapping[str, object], tally: Tally) -> Iterator[list]:
+    def _numbered_pages(self, endpoint: Endpoint, params: Mapping[str, object], tally: Tally,
+                        after: tuple[int, int] | None = None) -> Iterator[tuple[int, list]]:
+        """(number, page) of a paged read; `after`: (page number, its last id) read before."""
         params = {**params, "pageinate": "true", "page_size": self.page_size}
         number = 1
+        if after is not None:
+            number, last_id = after
+            records, _ = self._page_checked(endpoint, params, number, tally)
+            last = records[-1] if records else None
+            if not isinstance(last, Mapping) or last.get("id") != last_id:
+                raise ResumeRefused(f"page {number} of {endpoint.path} moved since it was read")
+            # The pages before it were full, or the interrupted read would have stopped there.
+            tally.received = (number - 1) * self.page_size + len(records)
+            number += 1
         while True:
             records, count = self._page_checked(endpoint, params, number, tally)
             tally.received += len(records)
             if records:
-                yield records
+                yield number, records
             # Past the counted pages, a full page may have a successor (records added meanwhile).
             if number >= (tally.pages or 0) and len(records) < self.page_size:
                 break
@@ -257,7 +280,7 @@ class HaloPsaConnector(HttpConnector):
         attempt = 0
         while True:
             records, count = self._get(endpoint, {**params, "page_no": number})
-            if number == 1:
+            if number == 1 or tally.counted is None:
                 tally.counted = count
                 tally.pages = None if count is None else max(1, math.ceil(count / self.page_size))
             problem = page_problem(len(records), self.page_size, number, tally.pages, False)

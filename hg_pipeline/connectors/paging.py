@@ -16,8 +16,11 @@ message); the extract stage then rolls back and marks nothing as vanished.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hg_pipeline.connectors.base import ResumeRefused
 from hg_pipeline.connectors.http import PsaError
 
 PAGE_RETRIES = 2  # a page that comes back short is asked for again this many times
@@ -72,3 +75,59 @@ def nothing_back(tallies: list[Tally], previous: int) -> IncompleteExtraction | 
     return IncompleteExtraction(
         f"incomplete extraction: the PSA returned no records and its count could not be read, "
         f"while {previous:,} were staged before")
+
+
+# --- resuming an interrupted read -----------------------------------------------------------
+# A keyset token names the endpoint (by its index in the entity's list) and the last id read
+# there; the read continues with `id > after` in id order, so records deleted or added in the
+# part already read cannot shift the rest. A page-number token (for vendors that cannot filter
+# by id) also names the last id of the page, to check that the page did not move.
+
+
+def keyset_token(endpoint: int, page: list) -> str | None:
+    """The token continuing after `page` (id-ordered), or None when its last record has no
+    integer id (the read cannot continue there; it starts again)."""
+    last = page[-1] if page else None
+    last_id = last.get("id") if isinstance(last, Mapping) else None
+    if isinstance(last_id, bool) or not isinstance(last_id, int):
+        return None
+    return json.dumps({"endpoint": endpoint, "after": last_id})
+
+
+def keyset_position(token: str | None, endpoints: int) -> tuple[int, int | None]:
+    """(endpoint index, last id read there) of a keyset token; (0, None) without one."""
+    if token is None:
+        return 0, None
+    position = _token(token, ("endpoint", "after"))
+    if not 0 <= position["endpoint"] < endpoints:
+        raise ResumeRefused(f"resume token names endpoint {position['endpoint']} of {endpoints}")
+    return position["endpoint"], position["after"]
+
+
+def page_token(endpoint: int, number: int, page: list) -> str | None:
+    """The token continuing after page `number` of a numbered read, with its last id."""
+    keyset = keyset_token(endpoint, page)
+    if keyset is None:
+        return None
+    return json.dumps({**json.loads(keyset), "page": number})
+
+
+def page_position(token: str | None, endpoints: int) -> tuple[int, int, int] | None:
+    """(endpoint index, page number, last id on it) of a page token; None without one."""
+    if token is None:
+        return None
+    position = _token(token, ("endpoint", "page", "after"))
+    if not 0 <= position["endpoint"] < endpoints or position["page"] < 1:
+        raise ResumeRefused(f"resume token {token!r} is out of range")
+    return position["endpoint"], position["page"], position["after"]
+
+
+def _token(token: str, keys: tuple[str, ...]) -> dict:
+    try:
+        position = json.loads(token)
+        if not isinstance(position, dict) or any(
+                isinstance(position.get(k), bool) or not isinstance(position.get(k), int) for k in keys):
+            raise ValueError
+    except ValueError:
+        raise ResumeRefused("the resume token is not one this connector wrote") from None
+    return position

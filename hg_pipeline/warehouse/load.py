@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.entities import ENTITY_LOADS
+from hg_pipeline.warehouse.staging import promote_watermark
 from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, index_temp, qualified, temp_ref
 from hg_pipeline.warehouse.tables import LOADED_TABLES, categories, product_distributions
 
@@ -99,6 +100,7 @@ def load_entity(
         counts.unlinked = _update_ids(conn, table, to_unlink, psa_id=None, updated_at=now)
         if changed:
             _upsert(conn, table, tenant_id, spec.columns, changed)
+        promote_watermark(conn, tenant_id, entity)  # the next incremental read starts from this extraction
         if distributions is not None:
             conn.execute(product_distributions.delete().where(product_distributions.c.tenant_id == tenant_id))
             if distributions:

@@ -1,19 +1,27 @@
-"""Raw PSA records kept in the warehouse, so that mapping and remaps need no PSA call."""
+"""Raw PSA records kept in the warehouse, so that mapping and remaps need no PSA call.
+
+An extraction commits its pages one by one into `raw_inflight` (with `extract_progress`
+saying where the read can continue), where no map stage reads them; only a complete read is
+merged into `raw_records`, in one transaction (`merge_inflight`). A sync killed mid-read thus
+resumes after its last committed page, and a half-read entity never reaches a map stage.
+The watermark of incremental reads (`extract_cursors`) advances with the load's commit.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
-from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, distinct_from, index_temp, qualified, temp_ref
-from hg_pipeline.warehouse.tables import extract_cursors, quarantine, raw_records
+from hg_pipeline.warehouse.bulk import copy_rows, distinct_from, qualified
+from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
-_COLUMNS = ("tenant_id", "entity", "psa_id", "payload", "record", "first_seen_at", "last_seen_at", "seen_run_id")
+_INFLIGHT = ("tenant_id", "entity", "psa_id", "payload", "record")
+_RAW = ("tenant_id", "entity", "psa_id", "payload", "record", "first_seen_at", "last_seen_at", "seen_run_id")
 
 
 @dataclass
@@ -24,60 +32,115 @@ class StageCounts:
     vanished: int = 0
 
 
-class RawStager:
-    """Streams one entity's pages into staging inside one transaction.
+@dataclass(frozen=True)
+class Progress:
+    """An extraction under way: what it reads (`since`: None for a full read), when it started
+    (the watermark it proposes), and where it can continue (`resume_token`, None: from the start)."""
 
-    `add(...)` appends a page to a temp table as it arrives; `finish(...)` merges it
-    into `raw_records` and, after a full extraction, marks records the PSA no longer
-    returned as vanished. Nothing is visible to other readers before the commit.
-    """
+    since: datetime | None
+    started_at: datetime
+    resume_token: str | None
+    pages: int
+    records: int
 
-    def __init__(self, conn: Connection, tenant_id: str, entity: str, run_id: str, now: datetime):
-        self.conn, self.tenant_id, self.entity, self.run_id, self.now = conn, tenant_id, entity, run_id, now
-        self.temp = f"incoming_raw_{entity}"
-        self.counts = StageCounts()
-        create_temp_twin(conn, raw_records, self.temp)
 
-    def add(self, records: Iterable[tuple[str, dict, dict]]) -> None:
-        """records: (psa_id, vendor payload, normalized record), checked by the connector
-        (`connectors/records.py`); JSON is written as ASCII, so no NUL reaches a text column."""
-        rows = (
-            (self.tenant_id, self.entity, psa_id, json.dumps(payload, separators=(",", ":")),
-             json.dumps(record, separators=(",", ":")), self.now, self.now, self.run_id)
-            for psa_id, payload, record in records
-        )
-        self.counts.received += copy_rows(self.conn, temp_ref(self.conn, self.temp), _COLUMNS, rows)
+# --- an extraction under way: pages committed where no map stage reads them ----------------
 
-    def finish(self, *, full: bool) -> StageCounts:
-        index_temp(self.conn, self.temp, ("tenant_id", "entity", "psa_id"))
-        conn, raw, tmp = self.conn, qualified(self.conn, raw_records), temp_ref(self.conn, self.temp)
-        ne = distinct_from(conn)
-        new, changed = conn.execute(text(
-            f"SELECT COALESCE(SUM(CASE WHEN r.psa_id IS NULL THEN 1 ELSE 0 END), 0),"
-            f" COALESCE(SUM(CASE WHEN r.psa_id IS NOT NULL AND (r.payload {ne} i.payload"
-            f"   OR r.vanished_at IS NOT NULL) THEN 1 ELSE 0 END), 0)"
-            f" FROM {tmp} i LEFT JOIN {raw} r ON r.tenant_id = i.tenant_id AND r.entity = i.entity"
-            f" AND r.psa_id = i.psa_id"
-        )).one()
-        self.counts.new, self.counts.changed = int(new), int(changed)
-        columns = ", ".join(_COLUMNS)
-        conn.execute(text(
-            f"INSERT INTO {raw} ({columns}) SELECT {columns} FROM {tmp} WHERE true"
-            " ON CONFLICT (tenant_id, entity, psa_id) DO UPDATE SET payload = excluded.payload,"
-            " record = excluded.record, last_seen_at = excluded.last_seen_at,"
-            " seen_run_id = excluded.seen_run_id, vanished_at = NULL"
-        ))
-        if full:
-            result = conn.execute(
-                update(raw_records)
-                .where(raw_records.c.tenant_id == self.tenant_id, raw_records.c.entity == self.entity,
-                       raw_records.c.vanished_at.is_(None),
-                       raw_records.c.seen_run_id.is_distinct_from(self.run_id))
-                .values(vanished_at=self.now)
-            )
-            self.counts.vanished = result.rowcount
-        _set_cursor(conn, self.tenant_id, self.entity, self.now)
-        return self.counts
+def open_progress(conn: Connection, tenant_id: str, entity: str, since: datetime | None, run_id: str,
+                  now: datetime) -> Progress:
+    """The interrupted read of `entity` to continue, when one reads the same thing (`since`) and
+    can resume; else a new read (whatever an older one left is discarded)."""
+    row = conn.execute(select(extract_progress).where(
+        extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity)).mappings().first()
+    if row is not None and row["resume_token"] is not None and _same_moment(row["since"], since) \
+            and inflight_count(conn, tenant_id, entity) == row["records"]:
+        conn.execute(update(extract_progress).where(
+            extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(run_id=run_id))
+        return Progress(since, _aware(row["started_at"]), row["resume_token"], row["pages"], row["records"])
+    discard_progress(conn, tenant_id, entity)
+    conn.execute(extract_progress.insert(), {
+        "tenant_id": tenant_id, "entity": entity, "since": since, "started_at": now, "run_id": run_id,
+        "resume_token": None, "pages": 0, "records": 0, "updated_at": now})
+    return Progress(since, now, None, 0, 0)
+
+
+def saved_progress(engine: Engine, tenant_id: str, entity: str) -> Progress | None:
+    """The extraction of `entity` under way or interrupted, if any."""
+    with engine.connect() as conn:
+        row = conn.execute(select(extract_progress).where(
+            extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity)).mappings().first()
+    if row is None:
+        return None
+    return Progress(_aware(row["since"]), _aware(row["started_at"]), row["resume_token"], row["pages"], row["records"])
+
+
+def stage_page(conn: Connection, tenant_id: str, entity: str, records: Iterable[tuple[str, dict, dict]],
+               resume_token: str | None) -> int:
+    """Append one page to the extraction under way and note where the read can continue.
+
+    records: (psa_id, vendor payload, normalized record), checked by the connector
+    (`connectors/records.py`) and unique within the read; JSON is written as ASCII, so no NUL
+    reaches a text column."""
+    rows = ((tenant_id, entity, psa_id, json.dumps(payload, separators=(",", ":")),
+             json.dumps(record, separators=(",", ":"))) for psa_id, payload, record in records)
+    count = copy_rows(conn, qualified(conn, raw_inflight), _INFLIGHT, rows)
+    conn.execute(update(extract_progress).where(
+        extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
+        resume_token=resume_token, pages=extract_progress.c.pages + 1,
+        records=extract_progress.c.records + count, updated_at=func.now()))
+    return count
+
+
+def inflight_ids(conn: Connection, tenant_id: str, entity: str) -> set[str]:
+    return set(conn.scalars(select(raw_inflight.c.psa_id).where(
+        raw_inflight.c.tenant_id == tenant_id, raw_inflight.c.entity == entity)))
+
+
+def inflight_count(conn: Connection, tenant_id: str, entity: str) -> int:
+    return conn.scalar(select(func.count()).select_from(raw_inflight).where(
+        raw_inflight.c.tenant_id == tenant_id, raw_inflight.c.entity == entity))
+
+
+def discard_progress(conn: Connection, tenant_id: str, entity: str) -> None:
+    """Forget an extraction under way and the pages it committed."""
+    for table in (raw_inflight, extract_progress):
+        conn.execute(table.delete().where(table.c.tenant_id == tenant_id, table.c.entity == entity))
+
+
+def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, started_at: datetime, *,
+                   full: bool) -> StageCounts:
+    """The completed read into `raw_records` (the caller's transaction makes it one step): new
+    and changed records counted and upserted; after a full read, staged records it did not
+    receive marked as vanished. The extraction under way is then over."""
+    raw, inflight = qualified(conn, raw_records), qualified(conn, raw_inflight)
+    ne = distinct_from(conn)
+    where = "i.tenant_id = :tenant AND i.entity = :entity"
+    params = {"tenant": tenant_id, "entity": entity, "now": started_at, "run": run_id}
+    received, new, changed = conn.execute(text(
+        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.psa_id IS NULL THEN 1 ELSE 0 END), 0),"
+        f" COALESCE(SUM(CASE WHEN r.psa_id IS NOT NULL AND (r.payload {ne} i.payload"
+        f"   OR r.vanished_at IS NOT NULL) THEN 1 ELSE 0 END), 0)"
+        f" FROM {inflight} i LEFT JOIN {raw} r ON r.tenant_id = i.tenant_id AND r.entity = i.entity"
+        f" AND r.psa_id = i.psa_id WHERE {where}"
+    ), params).one()
+    counts = StageCounts(received=int(received), new=int(new), changed=int(changed))
+    conn.execute(text(
+        f"INSERT INTO {raw} ({', '.join(_RAW)})"
+        f" SELECT i.tenant_id, i.entity, i.psa_id, i.payload, i.record, :now, :now, :run FROM {inflight} i"
+        f" WHERE {where}"
+        " ON CONFLICT (tenant_id, entity, psa_id) DO UPDATE SET payload = excluded.payload,"
+        " record = excluded.record, last_seen_at = excluded.last_seen_at,"
+        " seen_run_id = excluded.seen_run_id, vanished_at = NULL"
+    ), params)
+    if full:
+        counts.vanished = conn.execute(
+            update(raw_records)
+            .where(raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity,
+                   raw_records.c.vanished_at.is_(None), raw_records.c.seen_run_id.is_distinct_from(run_id))
+            .values(vanished_at=started_at)
+        ).rowcount
+    discard_progress(conn, tenant_id, entity)
+    return counts
 
 
 def mark_vanished(conn: Connection, tenant_id: str, entity: str, present_ids: set[str], now: datetime) -> int:
@@ -96,16 +159,45 @@ def mark_vanished(conn: Connection, tenant_id: str, entity: str, present_ids: se
     return len(gone)
 
 
-def _set_cursor(conn: Connection, tenant_id: str, entity: str, now: datetime) -> None:
-    conn.execute(extract_cursors.delete().where(
-        extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity))
-    conn.execute(extract_cursors.insert(), {"tenant_id": tenant_id, "entity": entity, "extracted_at": now})
+# --- the watermark ----------------------------------------------------------------------------
+
+def propose_watermark(conn: Connection, tenant_id: str, entity: str, started_at: datetime, *,
+                      at_load: bool) -> None:
+    """Record that `entity` was extracted as of `started_at`: current at once (`at_load` False:
+    nothing loads the entity), else pending until `promote_watermark` runs in the load's commit."""
+    current = conn.execute(select(extract_cursors.c.extracted_at).where(
+        extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity)).first()
+    values = {"pending_at": started_at} if at_load else {"extracted_at": started_at, "pending_at": None}
+    if current is None:
+        conn.execute(extract_cursors.insert(), {"tenant_id": tenant_id, "entity": entity,
+                                                "extracted_at": None, **values})
+    else:
+        conn.execute(update(extract_cursors).where(
+            extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity).values(**values))
 
 
-def extract_cursor(engine: Engine, tenant_id: str, entity: str) -> datetime | None:
+def promote_watermark(conn: Connection, tenant_id: str, entity: str) -> None:
+    """The load of `entity` commits: its extraction's watermark becomes the one to read from."""
+    conn.execute(update(extract_cursors).where(
+        extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity,
+        extract_cursors.c.pending_at.is_not(None)).values(
+        extracted_at=extract_cursors.c.pending_at, pending_at=None))
+
+
+def watermark(engine: Engine, tenant_id: str, entity: str) -> datetime | None:
+    """When the loaded data of `entity` was extracted (None: never loaded: read it whole)."""
     with engine.connect() as conn:
-        return conn.scalar(select(extract_cursors.c.extracted_at).where(
-            extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity))
+        return _aware(conn.scalar(select(extract_cursors.c.extracted_at).where(
+            extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity)))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back: they were stored in UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+
+def _same_moment(a: datetime | None, b: datetime | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and _aware(a) == _aware(b))
 
 
 @dataclass(frozen=True)

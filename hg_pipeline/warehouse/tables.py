@@ -110,13 +110,43 @@ raw_records = Table(
     Column("vanished_at", DateTime(timezone=True)),
 )
 
-# Where each entity's extraction got to, for incremental resyncs.
+# Where each entity's extraction got to, for incremental resyncs (the watermark).
+# `extracted_at` advances only when what the extraction staged is loaded: the extraction
+# stores when it started as `pending_at`, the load's transaction moves it to `extracted_at`.
 extract_cursors = Table(
     "extract_cursors",
     metadata,
     Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
     Column("entity", String(40), primary_key=True),
-    Column("extracted_at", DateTime(timezone=True), nullable=False),
+    Column("extracted_at", DateTime(timezone=True)),  # null: nothing loaded yet
+    Column("pending_at", DateTime(timezone=True)),
+)
+
+# An extraction under way (or interrupted): the pages it committed sit in `raw_inflight`,
+# where no map stage reads them, until the read is complete and merged into `raw_records`.
+# `resume_token` is the connector's word for "continue after the last committed page".
+extract_progress = Table(
+    "extract_progress",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("since", DateTime(timezone=True)),  # null: a full read
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("resume_token", Text),
+    Column("pages", Integer, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+raw_inflight = Table(
+    "raw_inflight",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("psa_id", String(64), primary_key=True),
+    Column("payload", Text, nullable=False),
+    Column("record", Text, nullable=False),
 )
 
 # What the last map stage decided for every record: feeds `mapping pending`.

@@ -18,6 +18,7 @@ from dagster import (
 )
 
 from hg_pipeline.definitions import build_definitions, defs
+from hg_pipeline.extract import stage_pages
 from hg_pipeline.mapping.document import default_document
 from hg_pipeline.orchestration.home import prepare_home
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
@@ -27,7 +28,6 @@ from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_part
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
-from hg_pipeline.warehouse.staging import RawStager
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant
 
 CW_REFS = {"company_id": "env:CW_CO", "public_key": "env:CW_PUB", "private_key": "env:CW_PRIV",
@@ -233,11 +233,9 @@ def test_initial_syncs_carry_the_psa_host_tag(warehouse, instance, resources, re
 def test_mapping_sensor_requests_one_remap_per_new_version(warehouse, instance, resources, repository):
     add_tenant(warehouse, connectwise("acme", "https://na.myconnectwise.net"))
     instance.add_dynamic_partitions("tenants", ["acme"])
-    now = datetime.now(timezone.utc)
-    with warehouse.begin() as conn:
-        stager = RawStager(conn, "acme", "companies", "test-run", now)
-        stager.add([("1", {"id": 1, "name": "Globex"}, {"psa_id": "1", "name": "Globex"})])
-        stager.finish(full=True)
+    stage_pages(warehouse, "acme", "companies", [[{"id": 1, "name": "Globex"}]],
+                lambda entity, payload: {"psa_id": str(payload["id"]), "name": payload["name"]},
+                lambda payload: str(payload["id"]), "test-run")
     store_mapping(warehouse, "acme", default_document())
 
     first = _sensor(mapping_change_sensor, instance, repository, resources)
