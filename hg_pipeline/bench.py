@@ -7,8 +7,17 @@ it would compete for the interpreter lock and the figures would lie):
    of every entity) the records and records/s, from the Dagster step start/end times of the
    run, and the total;
 2. a second full sync with nothing changed;
-3. a remap (`run_sync(..., "remap")`), which must make no PSA request (the simulator counts);
-4. a baseline: a raw `COPY ... FROM STDIN` (psycopg 3, `write_row`) of the very rows the
+3. an incremental sync (`run_sync(..., "nightly")`) after 1% of the companies, contacts and
+   assets changed in the PSA (the simulator's `/_simulator/touch` control): its seconds
+   (goal <= 5 s), the records it received per entity and its PSA requests;
+4. a remap (`run_sync(..., "remap")`), which must make no PSA request (the simulator counts);
+5. the rate-limited full sync: a second simulator process (small dataset) that answers 429
+   beyond RATE_LIMIT_RPS requests a second, and a tenant `bench_rate` told that rate
+   (`requests_per_second`). Its extraction time (first extract step start to last extract
+   step end) against requests / rate says how much of the budget the pipeline leaves unused
+   (goal <= 1.1; requests: all the connectors made, the API's and those outside it such as
+   sign-in, since the connectors pace them all), and the simulator counts the 429s it answered;
+6. a baseline: a raw `COPY ... FROM STDIN` (psycopg 3, `write_row`) of the very rows the
    sync left in `hg.raw_records` and in every loaded table, into empty twins
    (`CREATE TABLE bench_baseline.x (LIKE hg.x INCLUDING ALL)`). The ratio pipeline /
    COPY says how far the pipeline is from the database's own bulk-load speed.
@@ -35,6 +44,7 @@ from hg_pipeline.entities import LOADED_ENTITIES, REFERENCE_ENTITIES
 from hg_pipeline.warehouse import db
 
 BENCH_TENANT = "bench"
+RATE_TENANT = "bench_rate"
 BASELINE_SCHEMA = "bench_baseline"
 ADMIN_URL_ENV = "HG_TEST_PG_URL"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432"
@@ -42,6 +52,15 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432"
 BENCH_ENV_PREFIX = "HG_BENCH_PSA_"
 SIMULATOR_START_SECONDS = 300  # generating the large dataset takes a while
 REMAP_GOAL_SECONDS = 10.0
+INCREMENTAL_SHARE = 0.01  # of the companies, contacts and assets changed before the incremental sync
+INCREMENTAL_GOAL_SECONDS = 5.0
+# The small dataset's full sync needs 9 to 19 requests, so at one request a second the
+# requests span 10-20 s: long enough that Dagster's per-step overhead does not decide the ratio.
+RATE_LIMIT_RPS = 1.0
+RATE_LIMIT_DATASET = "small"
+RATE_GOAL_RATIO = 1.1
+# The dataset kinds the touch control changes -> the pipeline's entity names.
+TOUCHED_ENTITIES = {"companies": "companies", "contacts": "contacts", "configurations": "assets"}
 
 
 class BenchError(InputError):
@@ -146,8 +165,8 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
         t0 = time.perf_counter()
         simulator = stack.enter_context(_simulator_process(source_name, dataset_name))
         say(f"simulator_start_seconds: {time.perf_counter() - t0:.2f} (its own process, pid {simulator.pid})")
-        _register_tenant(engine, spec, simulator.base_url, env_vars)
-        mapping_version = _store_mapping(engine)
+        _register_tenant(engine, spec, BENCH_TENANT, simulator.base_url, env_vars)
+        mapping_version = _store_mapping(engine, BENCH_TENANT)
         say(f"simulator: {simulator.base_url} (a separate process: not in this process's RSS)")
         say(f"mapping_version: {mapping_version} (default document, auto_import_new_categories: true)")
         # Dagster's console logger writes every event to stderr; keep it in a file instead.
@@ -172,6 +191,14 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
         if not second.success:
             raise BenchError(f"second full sync failed at {second.failed_step}: {second.reason}")
 
+        # -- 1% of the records changed in the PSA, then an incremental sync
+        touched = simulator.touch(INCREMENTAL_SHARE)
+        requests_before = simulator.requests
+        incremental = run_sync(url, BENCH_TENANT, "nightly", instance=instance)
+        incremental_requests = simulator.requests - requests_before
+        if not incremental.success:
+            raise BenchError(f"incremental sync failed at {incremental.failed_step}: {incremental.reason}")
+
         # -- remap: the staged records only, no PSA request
         requests_before = simulator.requests
         remap_started = time.perf_counter()
@@ -182,6 +209,9 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
             raise BenchError(f"remap failed at {remap.failed_step}: {remap.reason}")
         remap_steps = _step_seconds(instance, remap.run_id)
         remap_stages = _stage_rows(remap.stages, remap_steps)
+
+        # -- a full sync against a rate-limited PSA
+        rate_limited = _rate_limited_sync(stack, url, engine, spec, env_vars, instance)
 
     rss_maxrss_mb = _maxrss_mb()
 
@@ -207,6 +237,13 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
         "run_id": outcome.run_id,
         "total_seconds": outcome.seconds,
         "second_full_sync_seconds": second.seconds,
+        "incremental_seconds": incremental.seconds,
+        "incremental_goal_seconds": INCREMENTAL_GOAL_SECONDS,
+        "incremental_within_goal": incremental.seconds <= INCREMENTAL_GOAL_SECONDS,
+        "incremental_touched": {TOUCHED_ENTITIES[kind]: n for kind, n in touched.items()},
+        "incremental_received": _received(incremental.stages),
+        "incremental_psa_requests": incremental_requests,
+        **rate_limited,
         "steps_seconds": step_total,
         "extract_seconds": extract_seconds,
         "map_seconds": map_seconds,
@@ -245,11 +282,34 @@ class _SimulatorProcess:
     @property
     def requests(self) -> int:
         """API requests the simulator has served (its own counter, read over HTTP)."""
-        import requests
-
         from hg_pipeline.simulators.base import STATS_PATH
 
-        return int(requests.get(self.base_url + STATS_PATH, timeout=10).json()["requests"])
+        return int(self._control("GET", STATS_PATH)["requests"])
+
+    def stats(self) -> dict[str, int]:
+        """Its counters: `requests` (API), `outside_api` (sign-in, discovery...), `rejected` (429s)."""
+        from hg_pipeline.simulators.base import STATS_PATH
+
+        return self._control("GET", STATS_PATH)
+
+    def touch(self, share: float, seed: int = 1) -> dict[str, int]:
+        """Change `share` of its companies, contacts and configurations now; kind -> count."""
+        from hg_pipeline.simulators.base import TOUCH_PATH
+
+        return self._control("POST", TOUCH_PATH, share=share, seed=seed)["changed"]
+
+    def limit_rate(self, max_requests: int, window_seconds: float) -> None:
+        """Answer 429 beyond `max_requests` in any `window_seconds`, as a vendor does."""
+        from hg_pipeline.simulators.base import RATE_LIMIT_PATH
+
+        self._control("POST", RATE_LIMIT_PATH, requests=max_requests, seconds=window_seconds)
+
+    def _control(self, method: str, path: str, **params) -> dict:
+        import requests
+
+        answer = requests.request(method, self.base_url + path, params=params, timeout=60)
+        answer.raise_for_status()
+        return answer.json()
 
 
 @contextmanager
@@ -287,7 +347,8 @@ def _simulator_process(source_name: str, dataset_name: str):
             process.wait()
 
 
-def _register_tenant(engine, spec, base_url: str, env_vars: dict[str, str]) -> None:
+def _register_tenant(engine, spec, tenant_id: str, base_url: str, env_vars: dict[str, str], *,
+                     requests_per_second: float | None = None) -> None:
     from sqlalchemy import update
 
     from hg_pipeline.warehouse.tables import tenants
@@ -295,15 +356,17 @@ def _register_tenant(engine, spec, base_url: str, env_vars: dict[str, str]) -> N
 
     credentials = {key: f"env:{var}" for key, var in env_vars.items()}
     try:
-        get_tenant(engine, BENCH_TENANT)
+        get_tenant(engine, tenant_id)
     except TenantError:
         add_tenant(engine, Tenant(
-            tenant_id=BENCH_TENANT, name=f"Bench MSP (simulated {spec.title})", source=spec.name,
+            tenant_id=tenant_id, name=f"Bench MSP (simulated {spec.title})", source=spec.name,
             base_url=base_url, credentials=credentials, notify_email=None,
+            requests_per_second=requests_per_second,
         ))
         return
     with engine.begin() as conn:  # a tenant left by an earlier bench in a given database: new port
-        conn.execute(update(tenants).where(tenants.c.tenant_id == BENCH_TENANT).values(base_url=base_url))
+        conn.execute(update(tenants).where(tenants.c.tenant_id == tenant_id).values(
+            base_url=base_url, requests_per_second=requests_per_second))
 
 
 def bench_document() -> str:
@@ -317,26 +380,79 @@ def bench_document() -> str:
     return document.replace(flag, "auto_import_new_categories: true", 1)
 
 
-def _store_mapping(engine) -> int:
+def _store_mapping(engine, tenant_id: str) -> int:
     from hg_pipeline.mapping.document import parse_document
     from hg_pipeline.warehouse.mappings import current_mapping, store_mapping
 
     document = bench_document()
     parse_document(document)
-    stored = current_mapping(engine, BENCH_TENANT)
+    stored = current_mapping(engine, tenant_id)
     if stored is not None and stored.document == document:
         return stored.version
-    return store_mapping(engine, BENCH_TENANT, document).version
+    return store_mapping(engine, tenant_id, document).version
+
+
+def _received(stages: dict[str, dict]) -> dict[str, int]:
+    """entity -> records its extract step received in a run."""
+    return {e: int(stages[f"{e}_raw"].get("received", 0) or 0)
+            for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES) if f"{e}_raw" in stages}
+
+
+# --- the rate-limited sync --------------------------------------------------------------
+
+def _rate_limited_sync(stack: ExitStack, url: str, engine, spec, env_vars: dict[str, str], instance) -> dict:
+    """A full sync of tenant `bench_rate` (told RATE_LIMIT_RPS) against a simulator process of
+    its own that answers 429 beyond that many requests a second."""
+    from hg_pipeline.orchestration.run import run_sync
+
+    simulator = stack.enter_context(_simulator_process(spec.name, RATE_LIMIT_DATASET))
+    simulator.limit_rate(max(1, round(RATE_LIMIT_RPS)), 1.0)
+    _register_tenant(engine, spec, RATE_TENANT, simulator.base_url, env_vars,
+                     requests_per_second=RATE_LIMIT_RPS)
+    _store_mapping(engine, RATE_TENANT)
+    outcome = run_sync(url, RATE_TENANT, "full", instance=instance)
+    if not outcome.success:
+        raise BenchError(f"rate-limited full sync failed at {outcome.failed_step}: {outcome.reason}")
+    extract_started, extract_ended = _extract_span(_step_times(instance, outcome.run_id))
+    seconds = extract_ended - extract_started
+    stats = simulator.stats()
+    # The connectors pace every request they make, the API's and those outside it (sign-in,
+    # discovery), so the time is measured against all of them.
+    requests = stats["requests"] + stats["outside_api"]
+    over_rate = requests / RATE_LIMIT_RPS
+    return {
+        "rate_limit_rps": RATE_LIMIT_RPS,
+        "rate_limited_dataset": RATE_LIMIT_DATASET,
+        "rate_limited_seconds": seconds,
+        "rate_limited_sync_seconds": outcome.seconds,
+        "rate_limited_requests": requests,
+        "rate_limited_api_requests": stats["requests"],
+        "requests_over_rate_seconds": over_rate,
+        "rate_limited_ratio": _ratio(seconds, over_rate),
+        "rate_limited_within_goal": _ratio(seconds, over_rate) <= RATE_GOAL_RATIO,
+        "rate_limited_429s": stats["rejected"],
+    }
 
 
 # --- timings from the Dagster run -------------------------------------------------------
 
 def _step_seconds(instance, run_id: str) -> dict[str, float]:
     """step key -> seconds between its STEP_START and its STEP_SUCCESS (the instance's event log)."""
+    return {key: ended - started for key, (started, ended) in _step_times(instance, run_id).items()}
+
+
+def _extract_span(times: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    """The start of the first extract step (`*_raw`) and the end of the last one."""
+    spans = [span for key, span in times.items() if key.endswith("_raw")]
+    return min(start for start, _ in spans), max(end for _, end in spans)
+
+
+def _step_times(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """step key -> (its STEP_START, its STEP_SUCCESS or STEP_FAILURE) timestamps."""
     from dagster import DagsterEventType
 
     started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
+    times: dict[str, tuple[float, float]] = {}
     records = instance.get_records_for_run(
         run_id, of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
                          DagsterEventType.STEP_FAILURE}, limit=100_000).records
@@ -346,8 +462,8 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
         if event.event_type == DagsterEventType.STEP_START:
             started[event.step_key] = entry.timestamp
         elif event.step_key in started:
-            seconds[event.step_key] = entry.timestamp - started[event.step_key]
-    return seconds
+            times[event.step_key] = (started[event.step_key], entry.timestamp)
+    return times
 
 
 def _stage_rows(stages: dict[str, dict], steps: dict[str, float]) -> list[dict]:
@@ -480,6 +596,11 @@ def _print_report(f: dict, say) -> None:
     say()
     say(f"full_sync_seconds: {f['total_seconds']:.2f}")
     say(f"second_full_sync_seconds: {f['second_full_sync_seconds']:.2f} (nothing changed in the PSA)")
+    say(f"incremental_seconds: {f['incremental_seconds']:.2f} (nightly after {INCREMENTAL_SHARE:.0%} changed;"
+        f" goal <= {f['incremental_goal_seconds']:.0f} s: {'met' if f['incremental_within_goal'] else 'MISSED'})")
+    say("incremental_touched: " + " ".join(f"{k}={v}" for k, v in f["incremental_touched"].items()))
+    say("incremental_received: " + " ".join(f"{k}={v}" for k, v in f["incremental_received"].items()))
+    say(f"incremental_psa_requests: {f['incremental_psa_requests']}")
     say(f"steps_seconds: {f['steps_seconds']:.2f} (extract {f['extract_seconds']:.2f},"
         f" map {f['map_seconds']:.2f}, load {f['load_seconds']:.2f}; the rest is Dagster overhead)")
     say(f"records_extracted: {f['records_extracted']}")
@@ -495,6 +616,17 @@ def _print_report(f: dict, say) -> None:
         f" {'met' if f['remap_within_goal'] else 'MISSED'})")
     say("remap_steps: " + " ".join(f"{r['step']}={r['seconds']:.2f}" for r in f["remap_stages"]))
     say(f"remap_psa_requests: {f['remap_psa_requests']}")
+    say()
+    say(f"rate_limit: {f['rate_limit_rps']:g} requests/s (the PSA answers 429 beyond it; tenant {RATE_TENANT},"
+        f" {f['rate_limited_dataset']} dataset, a simulator process of its own)")
+    say(f"rate_limited_seconds: {f['rate_limited_seconds']:.2f} (first extract step start to last extract step end;"
+        f" whole sync {f['rate_limited_sync_seconds']:.2f})")
+    say(f"rate_limited_requests: {f['rate_limited_requests']} ({f['rate_limited_api_requests']} to the API,"
+        f" {f['rate_limited_requests'] - f['rate_limited_api_requests']} outside it: sign-in, discovery)")
+    say(f"requests_over_rate_seconds: {f['requests_over_rate_seconds']:.2f}")
+    say(f"rate_limited_ratio: {f['rate_limited_ratio']:.2f} (goal <= {RATE_GOAL_RATIO}:"
+        f" {'met' if f['rate_limited_within_goal'] else 'MISSED'})")
+    say(f"rate_limited_429s: {f['rate_limited_429s']}")
     say()
     say(f"{'copy_baseline':<14} {'table':<18} {'rows':>9} {'seconds':>8} {'rows/s':>9}")
     for name, b in f["baseline"].items():

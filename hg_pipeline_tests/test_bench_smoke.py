@@ -7,7 +7,7 @@ import io
 import pytest
 from sqlalchemy import text
 
-from hg_pipeline.bench import BASELINE_SCHEMA, BENCH_TENANT, BenchError, run_bench
+from hg_pipeline.bench import BASELINE_SCHEMA, BENCH_TENANT, RATE_TENANT, BenchError, run_bench
 from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.warehouse.load import live_counts
 
@@ -35,6 +35,18 @@ def test_bench_small_gives_sane_figures(pg_url, warehouse, tmp_path):
     assert figures["remap_psa_requests"] == 0
     assert figures["remap_seconds"] > 0
     assert figures["second_full_sync_seconds"] > 0
+    # the incremental sync received exactly what the simulator changed (1%: at least one a kind)
+    assert set(figures["incremental_touched"]) == {"companies", "contacts", "assets"}
+    for entity, touched in figures["incremental_touched"].items():
+        assert figures["incremental_received"][entity] == touched >= 1
+    assert figures["incremental_seconds"] > 0 and figures["incremental_psa_requests"] > 0
+    # the rate-limited sync kept to the rate without leaving much of it unused, and loaded everything
+    rate, requests = figures["rate_limit_rps"], figures["rate_limited_requests"]
+    assert requests >= figures["rate_limited_api_requests"] > 0
+    assert figures["rate_limited_seconds"] >= (requests - 1) / rate * 0.95
+    assert figures["rate_limited_ratio"] <= 1.25, figures["rate_limited_ratio"]  # goal 1.1; slack for a busy machine
+    assert figures["rate_limited_429s"] <= 1
+    assert live_counts(warehouse, RATE_TENANT) == live
     # the COPY baseline copied the same rows, and left nothing behind
     for entity in LOADED_ENTITIES:
         assert figures["baseline"][entity]["rows"] == live[entity]
@@ -45,7 +57,10 @@ def test_bench_small_gives_sane_figures(pg_url, warehouse, tmp_path):
         assert conn.scalar(text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :s"),
                            {"s": BASELINE_SCHEMA}) == 0
     printed = out.getvalue()
+    print(printed)  # the real figures, with -s
     assert "a separate process" in printed
     for key in ("full_sync_seconds:", "second_full_sync_seconds:", "remap_seconds:", "remap_psa_requests: 0", "copy_baseline_seconds:",
-                "ratio_to_copy:", "rss_maxrss_mb:"):
+                "ratio_to_copy:", "rss_maxrss_mb:", "incremental_seconds:", "incremental_received: ",
+                "incremental_psa_requests:", "rate_limited_seconds:", "rate_limited_requests:",
+                "requests_over_rate_seconds:", "rate_limited_ratio:", "rate_limited_429s:"):
         assert key in printed

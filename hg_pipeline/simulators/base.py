@@ -24,7 +24,8 @@ them.
 
 For a benchmark that runs the simulator in a process of its own, a few of these are HTTP
 controls outside every vendor's API (the server listens on 127.0.0.1 only):
-`GET /_simulator/stats` (requests served, 429s of the rate limit), `POST
+`GET /_simulator/stats` (API requests, requests outside the API such as sign-in or discovery,
+429s of the rate limit), `POST
 /_simulator/touch?share=0.01&seed=N` (what `touch` changed, per kind) and `POST
 /_simulator/rate-limit?requests=N&seconds=W` (`rate_limit`; `requests=0` lifts it).
 """
@@ -194,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
         if target.path in _CONTROLS:  # the simulator's own controls, outside every vendor's API
             self._send(*self.sim._control(self.command, target.path, parse_qs(target.query)), {})
             return
+        with self.sim._count_lock:
+            self.sim._received += 1
         fault = self.sim._transfer_fault(self.path)
         try:
             release = self.sim._occupy(self)
@@ -320,6 +323,7 @@ class SimulatorBase:
         self._stopping = threading.Event()
         self._count_lock = threading.Lock()
         self._requests = 0
+        self._received = 0  # every request but the controls: the API's and sign-in, discovery...
         self.requests_by_path: dict[str, int] = {}
         self.request_times: list[float] = []  # time.monotonic() of each API request
         self._server: _Server | None = None
@@ -555,7 +559,9 @@ class SimulatorBase:
             return 405, {"error": f"{path} takes {expected}"}
         try:
             if path == STATS_PATH:
-                return 200, {"requests": self.requests, "rejected": self.rejected}
+                with self._count_lock:
+                    outside = self._received - self._requests
+                return 200, {"requests": self.requests, "outside_api": outside, "rejected": self.rejected}
             if path == TOUCH_PATH:
                 share = float(query.get("share", ["0.01"])[-1])
                 return 200, {"changed": self.touch(share, int(query.get("seed", ["1"])[-1]))}
@@ -570,7 +576,7 @@ class SimulatorBase:
 
     def reset_counts(self) -> None:
         with self._count_lock:
-            self._requests = 0
+            self._requests = self._received = 0
             self.requests_by_path.clear()
             self.request_times.clear()
 

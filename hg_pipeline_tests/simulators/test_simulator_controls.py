@@ -79,8 +79,9 @@ def test_rate_limit_control_and_the_stats_count_its_429s(psa):
     before = requests.get(f"{simulator.base_url}{STATS_PATH}", timeout=10).json()
     for _ in range(3):
         requests.get(simulator.api_url + "/anything", timeout=10)
+    requests.get(simulator.base_url + "/outside-the-api", timeout=10)
     stats = requests.get(f"{simulator.base_url}{STATS_PATH}", timeout=10).json()
-    assert stats == {"requests": before["requests"] + 3, "rejected": 2}
+    assert stats == {"requests": before["requests"] + 3, "outside_api": before["outside_api"] + 1, "rejected": 2}
     assert requests.post(f"{control}?requests=0", timeout=10).json() == {"rate_limit": None}
     assert simulator.rate_limit is None
     assert requests.post(f"{control}?requests=-1", timeout=10).status_code == 400
