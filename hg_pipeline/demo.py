@@ -14,6 +14,9 @@ from hg_pipeline.warehouse.schema import upgrade
 from hg_pipeline.warehouse.tenants import Tenant, TenantError, add_tenant, get_tenant
 
 DEMO_TENANT = "demo-msp"
+# The demo's simulator allows this many requests per second, and its tenant declares it (minus
+# 10%), so that HaloPSA's and Autotask's default rates (minutes for a sync) do not slow the demo.
+DEMO_RATE_LIMIT = 50
 _ENV_PREFIX = {"connectwise": "HG_DEMO_CW_"}
 
 
@@ -36,7 +39,8 @@ def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL"
     for key, var in env.items():
         os.environ.setdefault(var, demo_credentials[key])
     port = port if _port_free(port) else 0
-    with spec.simulator_class()(generate("small", seed=1), port=port) as simulator:
+    with spec.simulator_class()(generate("small", seed=1), port=port,
+                                rate_limit=(DEMO_RATE_LIMIT, 1.0)) as simulator:
         print(f"{spec.title} simulator on {simulator.base_url} (small dataset, seed 1)")
         _ensure_tenant(engine, simulator.base_url, spec, env)
         if current_mapping(engine, DEMO_TENANT) is None:
@@ -71,7 +75,8 @@ def _ensure_tenant(engine, base_url: str, spec: SourceSpec, env: dict[str, str])
         from hg_pipeline.warehouse.tables import tenants
 
         with engine.begin() as conn:  # the simulator may have a new port since the last demo
-            conn.execute(update(tenants).where(tenants.c.tenant_id == DEMO_TENANT).values(base_url=base_url))
+            conn.execute(update(tenants).where(tenants.c.tenant_id == DEMO_TENANT).values(
+                base_url=base_url, requests_per_second=DEMO_RATE_LIMIT * 0.9))
     except TenantError:
         add_tenant(engine, Tenant(
             tenant_id=DEMO_TENANT,
@@ -80,6 +85,7 @@ def _ensure_tenant(engine, base_url: str, spec: SourceSpec, env: dict[str, str])
             base_url=base_url,
             credentials={key: f"env:{var}" for key, var in env.items()},
             notify_email="ops@demo-msp.example",
+            requests_per_second=DEMO_RATE_LIMIT * 0.9,
         ))
         print(f"registered tenant {DEMO_TENANT}")
 

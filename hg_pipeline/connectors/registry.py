@@ -32,7 +32,8 @@ class SourceSpec:
     default_mapping: str | None = None  # "module:function" returning a mapping document
     members_word: str = "members"  # the vendor's word for the MSP's staff
     # The request rate a connector keeps to when neither the tenant nor HG_PSA_REQUESTS_PER_SECOND
-    # says otherwise (shared by every tenant of one PSA instance); None: only 429s slow it down.
+    # says otherwise (shared by every tenant of one PSA instance); None: only 429s slow it down
+    # (ConnectWise publishes no number: psa-api-notes 1.3).
     default_requests_per_second: float | None = None
 
     @property
@@ -80,6 +81,8 @@ SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
         simulator="hg_pipeline.simulators.halopsa:HaloPsaSimulator",
         default_mapping="hg_pipeline.mapping.document:default_document",  # same type/category names
         members_word="agents",
+        # Hosted Halo: 300 requests per rolling 5 minutes; 10% headroom.
+        default_requests_per_second=0.9,
     ),
     SourceSpec(
         name="autotask", title="Autotask",
@@ -88,6 +91,9 @@ SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
         simulator="hg_pipeline.simulators.autotask:AutotaskSimulator",
         default_mapping="hg_pipeline.mapping.document:default_document",  # same type/category names
         members_word="resources",
+        # 10,000 requests per hour per database, shared with the MSP's other integrations:
+        # half of it by default (5,000/h).
+        default_requests_per_second=1.39,
     ),
     # Files or an API push (issue 11): tenants can be registered, nothing reads them yet.
     SourceSpec(name="import", title="import", required_keys=()),

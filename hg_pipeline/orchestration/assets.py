@@ -151,6 +151,7 @@ def extract_asset(entity: str) -> AssetsDefinition:
             "changed": counts.changed,
             "vanished": counts.vanished,
             "quarantined": len(bad),
+            "resumed_after_pages": result.resumed_pages,
             "quarantine_sample": MetadataValue.json([{"psa_id": i, "reason": r} for i, r, _ in bad[:10]]),
             "preview": preview(result.preview, NORMALIZED_FIELDS[entity]),
         })

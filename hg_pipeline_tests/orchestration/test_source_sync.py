@@ -243,7 +243,7 @@ def test_a_new_msp_maps_after_the_initial_sync(pg_url, warehouse, monkeypatch, t
         monkeypatch.setenv(f"WALK_{name.upper()}_{key.upper()}", value)
         credentials += ["--credential", f"{key}=env:WALK_{name.upper()}_{key.upper()}"]
     cli("tenant", "add", "acme", "--source", name, "--base-url", simulator.base_url, *credentials,
-        "--name", "Acme IT", "--notify-email", "ops@acme.example")
+        "--name", "Acme IT", "--notify-email", "ops@acme.example", "--requests-per-second", "500")
     dataset = simulator.dataset
     expected_types = _expected_choices(name, simulator)
     types_waiting = sum(len(names) for names in expected_types.values())
