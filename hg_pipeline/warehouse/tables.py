@@ -139,6 +139,7 @@ extract_progress = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# UNLOGGED on PostgreSQL (migration 0005): see there.
 raw_inflight = Table(
     "raw_inflight",
     metadata,
