@@ -23,12 +23,17 @@ class Endpoint:
     """One list endpoint of a PSA API, read for a canonical `entity`.
 
     path: below the API root, e.g. "company/companies";
-    paginator: a strategy name of `paging.PAGINATORS` ("counted_pages", "keyset_by_id", ...);
+    paginator: a strategy name of `paginators.PAGINATORS` ("counted_pages", "numbered_pages",
+      "next_url", "keyset_by_id", "whole", ...), or a reader the connector keeps itself
+      (Autotask's "picklist", "udf_values");
     data_selector: the key of the record list in a page body (None: the body is the list);
     change_field: the field whose value says when a record last changed (None: the endpoint
       cannot be read incrementally, it is read whole);
     id_prefix: put before every id read here (ConnectWise categories and subcategories share
-      one list: "cat-", "sub-").
+      one list: "cat-", "sub-");
+    sweep: the strategy of the id sweep (`iter_ids`; None: `paginator`): "keyset_by_id" where
+      the vendor orders and filters by id, so a deletion during the sweep cannot push a live id
+      out of it.
     """
 
     entity: str
@@ -38,6 +43,7 @@ class Endpoint:
     change_field: str | None = None
     id_prefix: str = ""
     id_field: str = "id"
+    sweep: str | None = None
 
 
 class Page(list):
@@ -97,6 +103,11 @@ class HttpConnector:
     """What every connector on `PsaHttp` shares: closing its pooled session, as a context manager."""
 
     http: "PsaHttp"
+
+    @property
+    def backoff(self) -> float:
+        """Seconds before a short page is asked for again (doubling each time)."""
+        return self.http.backoff
 
     def close(self) -> None:
         self.http.close()

@@ -1,9 +1,10 @@
 """ConnectWise Manage (PSA) connector: raw pages out of the REST API, and their normalization.
 
-`iter_pages(entity)` streams vendor payload pages for a canonical entity (see `ENDPOINTS`),
-several pages in flight at once (the `/count` sibling tells how many pages there are) but
-yielded in order, and raises `IncompleteExtraction` at the end of a read whose pages do not
-add up (see `paging.py`); `normalize(entity, payload)` turns one payload into the record
+`iter_pages(entity)` streams vendor payload pages for a canonical entity (see `ENDPOINTS`) by
+the "counted_pages" strategy of `paginators.py`: several pages in flight at once (the `/count`
+sibling tells how many pages there are) but yielded in order, Link headers past them; it raises
+`IncompleteExtraction` at the end of a read whose pages do not add up (see `paging.py`);
+`iter_ids` sweeps by keyset (`id>last`, so a deletion during the sweep shifts nothing); `normalize(entity, payload)` turns one payload into the record
 shape of `hg_pipeline.entities.NORMALIZED_FIELDS`, or raises `RecordError` for a payload that
 breaks a hard rule or does not fit the warehouse (see `records.py`; the caller quarantines it).
 Page bodies are decoded with a nesting limit (`jsonsafe.py`): a record nested too deep
@@ -14,20 +15,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import re
 import threading
-import time
-from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 import requests
 
 from hg_pipeline.connectors.auth import BasicAuth
-from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
+from hg_pipeline.connectors.base import Endpoint, HttpConnector
 from hg_pipeline.connectors.http import (
     DEFAULT_DEADLINE,
     Abandon,
@@ -39,14 +36,7 @@ from hg_pipeline.connectors.http import (
     utc_text,
 )
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
-from hg_pipeline.connectors.paging import (
-    PAGE_RETRIES,
-    Tally,
-    keyset_position,
-    keyset_token,
-    nothing_back,
-    page_problem,
-)
+from hg_pipeline.connectors.paginators import Answer, Request, read
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -77,7 +67,9 @@ SUBCATEGORY_PREFIX = "sub-"
 def _endpoint(entity: str, path: str, id_prefix: str = "") -> Endpoint:
     # Every list: /count then pages by number (Link headers when the count fails), the body a
     # JSON list, `lastUpdated` conditions for changes (psa-api-notes 1.4).
-    return Endpoint(entity, path, paginator="counted_pages", change_field="lastUpdated", id_prefix=id_prefix)
+    # The id sweep: `id>last` pages in id order (a deletion during it shifts nothing).
+    return Endpoint(entity, path, paginator="counted_pages", change_field="lastUpdated", id_prefix=id_prefix,
+                    sweep="keyset_by_id")
 
 
 # Canonical entity -> its endpoints (paths below /apis/3.0), read in this order.
@@ -92,7 +84,6 @@ ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
     "members": (_endpoint("members", "system/members"),),
     "assets": (_endpoint("assets", "company/configurations"),),
 }
-_ID_PREFIX = {endpoint.path: endpoint.id_prefix for endpoints in ENDPOINTS.values() for endpoint in endpoints}
 
 # What a record of each entity is called in a quarantine reason.
 _LABELS = {
@@ -113,6 +104,7 @@ class ConnectWiseConnector(HttpConnector):
 
     source = "connectwise"
     payload_id = staticmethod(payload_id)
+    page_threads = "cw-page"  # the threads of its pages in flight (paginators.concurrently)
 
     def __init__(
         self,
@@ -188,8 +180,7 @@ class ConnectWiseConnector(HttpConnector):
 
     def supports_incremental(self, entity: str) -> bool:
         """Whether every endpoint of `entity` has a change field (all do: `lastUpdated`)."""
-        _endpoints(entity)  # ValueError for an unknown entity
-        return all(endpoint.change_field for endpoint in ENDPOINTS[entity])
+        return all(endpoint.change_field for endpoint in _endpoints(entity))
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
                    resume: str | None = None) -> Iterator[list]:
@@ -203,19 +194,21 @@ class ConnectWiseConnector(HttpConnector):
         if since is not None:
             op = ">=" if self.since_inclusive else ">"
             params["conditions"] = f"lastUpdated{op}[{utc_text(since)}]"
-        start, after = keyset_position(resume, len(_endpoints(entity)))
-        for index, page in self._read(entity, params, previous if since is None else 0, start, after):
-            yield Page(page, keyset_token(index, page))
+        for _, page in read(self, _endpoints(entity), lambda endpoint: self._request(endpoint, params),
+                            previous=previous if since is None else 0, resume=resume):
+            yield page
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
-        """Every psa_id of `entity` (an id-only sweep, for delete detection); a record whose id
-        is not a valid id is left out."""
-        paths = _endpoints(entity)
-        for index, page in self._largest_pages()._read(entity, {"fields": "id"}, previous):
-            prefix = _ID_PREFIX.get(paths[index], "")
+        """Every psa_id of `entity` (an id-only sweep by keyset, for delete detection); a record
+        whose id is not a valid id is left out."""
+        sweep = self._largest_pages()
+        pages = read(sweep, _endpoints(entity), lambda endpoint: sweep._request(endpoint, {"fields": "id"}),
+                     previous=previous, sweep=True)
+        for endpoint, page in pages:
             for record in page:
                 try:
-                    yield prefix + id_text(record.get("id") if isinstance(record, Mapping) else None, paths[index])
+                    yield endpoint.id_prefix + id_text(record.get("id") if isinstance(record, Mapping) else None,
+                                                       endpoint.path)
                 except RecordError as error:
                     log.warning("id sweep: %s; left out", error)
 
@@ -224,8 +217,8 @@ class ConnectWiseConnector(HttpConnector):
         params = {}
         if since is not None:
             params["conditions"] = f"lastUpdated{'>=' if self.since_inclusive else '>'}[{utc_text(since)}]"
-        for path in _endpoints(entity):
-            body, _ = self.http.get_json(self.api_root + path + "/count", params, decode=decode_json)
+        for endpoint in _endpoints(entity):
+            body, _ = self.http.get_json(self.api_root + endpoint.path + "/count", params, decode=decode_json)
             total += int(body["count"])
         return total
 
@@ -236,118 +229,37 @@ class ConnectWiseConnector(HttpConnector):
         sweep.page_size = MAX_PAGE_SIZE
         return sweep
 
-    def _read(self, entity: str, params: Mapping[str, object], previous: int, start: int = 0,
-              after: int | None = None) -> Iterator[tuple[int, list]]:
-        """(endpoint index, page) of every endpoint of `entity` from `start` on (the first of
-        them only past id `after`), each read checked for completeness."""
-        paths = _endpoints(entity)
-        tallies = []
-        for index in range(start, len(paths)):
-            path = paths[index]
-            tally = Tally(label=f"{path}: " if len(paths) > 1 else "")
-            tallies.append(tally)
-            endpoint_params = params
-            if index == start and after is not None:
-                conditions = " and ".join(c for c in (params.get("conditions"), f"id>{after}") if c)
-                endpoint_params = {**params, "conditions": conditions}
-            for page in self._pages(path, endpoint_params, tally):
-                yield index, page
-        empty = nothing_back(tallies, previous)
-        if empty is not None:
-            raise empty
+    def _request(self, endpoint: Endpoint, params: Mapping[str, object]) -> Request:
+        return Request(self.api_root + endpoint.path, {**params, "orderBy": "id asc", "pageSize": self.page_size})
 
-    def _count(self, path: str, params: Mapping[str, object]) -> int | None:
-        """The PSA's count of `path` for these conditions; None when it cannot be read."""
+    # -- what the paginators ask of a source (see `paginators.PagedSource`) ------------------
+
+    def counted(self, endpoint: Endpoint, request: Request) -> int | None:
+        """The PSA's count (the `/count` sibling) for these conditions; None when it cannot be read."""
+        conditions = {k: v for k, v in (request.params or {}).items() if k == "conditions"}
         try:
-            body, _ = self.http.get_json(self.api_root + path + "/count",
-                                         {k: v for k, v in params.items() if k == "conditions"}, decode=decode_json)
+            body, _ = self.http.get_json(self.api_root + endpoint.path + "/count", conditions, decode=decode_json)
             count = int(body["count"])
             if count < 0 or isinstance(body["count"], bool):
                 raise ValueError(f"count {count} is not a number of records")
         except (PsaAuthError, PsaUnreachable):
             raise
         except (PsaError, KeyError, TypeError, ValueError, OverflowError) as error:
-            log.warning("GET %s/count failed (%s); following Link headers one page at a time", path, error)
+            log.warning("GET %s/count failed (%s); following Link headers one page at a time", endpoint.path, error)
             return None
         return count
 
-    def _pages(self, path: str, params: Mapping[str, object], tally: Tally) -> Iterator[list]:
-        url = self.api_root + path
-        params = {**params, "orderBy": "id asc", "pageSize": self.page_size}
-        tally.counted = self._count(path, params)
-        following = (url, {**params, "page": 1})
-        if tally.counted is not None:
-            tally.pages = max(1, math.ceil(tally.counted / self.page_size))
-            for records, following, problem in self._fetch_concurrently(url, params, tally.pages):
-                tally.received += len(records)
-                tally.problem = tally.problem or problem
-                if records:
-                    yield records
-        # Without a count, or when the last counted page links to another one (records were
-        # added since the count): follow the links.
-        number = (tally.pages or 0) + 1
-        while following is not None:
-            records, following, problem = self._page_checked(*following, number, tally.pages)
-            tally.received += len(records)
-            tally.problem = tally.problem or problem
-            number += 1
-            if records:
-                yield records
-        if tally.counted is not None and tally.received < tally.counted and tally.problem is None:
-            recount = self._count(path, params)  # records deleted during the read lower the count
-            tally.short = recount is None or tally.received < recount
-        if tally.incomplete:
-            raise tally.error(self.http.scrub(urlsplit(url).path))
+    def after(self, endpoint: Endpoint, request: Request, last_id: int) -> Request:
+        conditions = " and ".join(c for c in ((request.params or {}).get("conditions"), f"id>{last_id}") if c)
+        return request.with_params(conditions=conditions)
 
-    def _fetch_concurrently(self, url: str, params: Mapping[str, object], pages: int):
-        """(records, next request or None, problem or None) of pages 1..pages, in order,
-        `concurrency` at a time.
+    def where(self, endpoint: Endpoint) -> str:
+        return self.http.scrub(urlsplit(self.api_root + endpoint.path).path)
 
-        When a page fails (or the consumer stops), the pages still in flight are abandoned and
-        their threads are gone before the error propagates.
-        """
-        if pages == 1 or self.concurrency == 1:
-            for page in range(1, pages + 1):
-                yield self._page_checked(url, {**params, "page": page}, page, pages)
-            return
-        executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cw-page")
-        in_flight: deque[Future] = deque()
-        abandon = Abandon()
-        try:
-            next_page = 1
-            while next_page <= pages or in_flight:
-                while next_page <= pages and len(in_flight) < self.concurrency:
-                    in_flight.append(executor.submit(self._page_checked, url, {**params, "page": next_page},
-                                                     next_page, pages, abandon))
-                    next_page += 1
-                yield in_flight.popleft().result()
-        finally:
-            abandon()
-            for future in in_flight:
-                future.cancel()
-            executor.shutdown(wait=True, cancel_futures=True)
-
-    def _page_checked(self, url: str, params: Mapping[str, object] | None, number: int, pages: int | None,
-                      abandon: Abandon | None = None):
-        """(records, next request or None, problem or None) of page `number`: a page that
-        comes back shorter than it must (see `paging.page_problem`) is asked for again."""
-        attempt = 0
-        while True:
-            records, following = self._page(url, params, abandon)
-            problem = page_problem(len(records), self.page_size, number, pages, following is not None)
-            if problem is None or attempt == PAGE_RETRIES:
-                return records, following, problem
-            wait = self.http.backoff * 2 ** attempt
-            attempt += 1
-            log.warning("GET %s: %s; asking again in %.2f s (%d of %d)", urlsplit(url).path, problem, wait,
-                        attempt, PAGE_RETRIES)
-            if abandon is None:
-                time.sleep(wait)
-            else:
-                abandon.wait(wait)  # an abandoned read stops at its next request
-
-    def _page(self, url: str, params: Mapping[str, object] | None, abandon: Abandon | None = None):
-        """(records, the request for the next page or None) of one page."""
+    def fetch(self, endpoint: Endpoint, request: Request, abandon: Abandon | None = None) -> Answer:
+        """One page, and the request for the next: the Link header's rel="next" (same origin
+        only) or, without a Link header, the next page number after a full page."""
+        url, params = request.url, request.params
         body, headers = self.http.get_json(url, params, abandon=abandon, decode=decode_records)
         if not isinstance(body, list):
             path = urlsplit(url).path
@@ -355,10 +267,10 @@ class ConnectWiseConnector(HttpConnector):
         link = headers.get("Link")
         if link is not None:  # the vendor's way: rel="next" until the last page
             nexts = [item.get("url") for item in requests.utils.parse_header_links(link) if item.get("rel") == "next"]
-            return body, ((self.http.link(nexts[0], url), None) if nexts and nexts[0] else None)  # same origin only
+            return Answer(body, next=Request(self.http.link(nexts[0], url)) if nexts and nexts[0] else None)
         if params is not None and len(body) == self.page_size:  # no Link header: a full page may have a successor
-            return body, (url, {**params, "page": int(params.get("page", 1)) + 1})
-        return body, None
+            return Answer(body, next=request.with_params(page=int(params.get("page", 1)) + 1))
+        return Answer(body)
 
     # -- normalizing ---------------------------------------------------------------------
 
@@ -371,10 +283,9 @@ class ConnectWiseConnector(HttpConnector):
         return normalized(entity, payload, build, _LABELS[entity])
 
 
-def _endpoints(entity: str) -> tuple[str, ...]:
-    """The API paths of `entity`."""
+def _endpoints(entity: str) -> tuple[Endpoint, ...]:
     try:
-        return tuple(endpoint.path for endpoint in ENDPOINTS[entity])
+        return ENDPOINTS[entity]
     except KeyError:
         raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENDPOINTS)}") from None
 

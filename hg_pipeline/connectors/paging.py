@@ -11,7 +11,8 @@ have received everything. A read is **incomplete** when
 - the count could not be read and nothing came back, while the last extraction staged records.
 
 An incomplete read raises `IncompleteExtraction` once it is over (the totals go into the
-message); the extract stage then rolls back and marks nothing as vanished.
+message); the extract stage then rolls back and marks nothing as vanished. The paging
+strategies of `paginators.py` apply these rules and write the resume tokens below.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ def keyset_token(endpoint: int, page: list) -> str | None:
     if isinstance(last_id, bool) or not isinstance(last_id, int):
         return None
     return json.dumps({"endpoint": endpoint, "after": last_id})
+
+
+def token_endpoint(token: str, endpoints: int) -> int:
+    """The index of the endpoint a resume token names (`ResumeRefused` when out of range)."""
+    index = _token(token, ("endpoint",))["endpoint"]
+    if not 0 <= index < endpoints:
+        raise ResumeRefused(f"resume token names endpoint {index} of {endpoints}")
+    return index
 
 
 def keyset_position(token: str | None, endpoints: int) -> tuple[int, int | None]:
