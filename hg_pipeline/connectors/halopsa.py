@@ -2,13 +2,15 @@
 
 Endpoints are data (`ENDPOINTS`); auth is OAuth2 client credentials at `/auth/token`
 (scope `all`, `tenant` when the credentials name one; the token is fetched again before it
-expires and once after a 401). Two paginators (psa-api-notes 2):
+expires and once after a 401). Two of the paging strategies of `paginators.py` (psa-api-notes 2):
 
 - "numbered_pages": `pageinate=true&page_size=&page_no=` (1-based), the body
-  `{"record_count": N, "<key>": [...]}`; read one page at a time (Halo allows 300 requests per
-  rolling 5 minutes, so pages in flight would only meet the 429 sooner), checked against the
-  completeness rules of `paging.py` with `record_count` as the PSA's count;
-- "whole": an unpaged bare array (agents, asset groups and types, lookups, roles).
+  `{"record_count": N, "<key>": [...]}` (`fetch` hands the strategy the records and the count);
+  read one page at a time (Halo allows 300 requests per rolling 5 minutes, so pages in flight
+  would only meet the 429 sooner), checked against the completeness rules of `paging.py` with
+  `record_count` as the PSA's count;
+- "whole": an unpaged bare array (agents, asset groups and types, lookups, roles), and the
+  id sweep of the paged lists (`idonly=true` ignores paging).
 
 Changes: Halo's list filters on the last update are UNCONFIRMED, so an incremental read
 reads the whole list (completeness checked as for a full one) and keeps the records whose
@@ -26,17 +28,15 @@ disabled agents `includedisabled=true`.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from hg_pipeline.connectors.auth import OAuth2ClientCredentials
-from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page, ResumeRefused
+from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_records
-from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, nothing_back, page_position, page_problem, page_token
+from hg_pipeline.connectors.paginators import Answer, Request, read
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -69,14 +69,14 @@ ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
                            Endpoint("product_categories", "AssetType", paginator="whole",
                                     id_prefix=SUBCATEGORY_PREFIX)),
     "companies": (Endpoint("companies", "Client", paginator="numbered_pages", data_selector="clients",
-                           change_field="alastupdate"),),
+                           change_field="alastupdate", sweep="whole"),),
     "contacts": (Endpoint("contacts", "Users", paginator="numbered_pages", data_selector="users",
-                          change_field="ulastupdate"),),
+                          change_field="ulastupdate", sweep="whole"),),
     "products": (Endpoint("products", "Item", paginator="numbered_pages", data_selector="items",
-                          change_field="lastmodified"),),
+                          change_field="lastmodified", sweep="whole"),),
     "members": (Endpoint("members", "Agent", paginator="whole"),),
     "assets": (Endpoint("assets", "Asset", paginator="numbered_pages", data_selector="assets",
-                        change_field="dlastupdate"),),
+                        change_field="dlastupdate", sweep="whole"),),
 }
 # Query parameters every request of a path carries.
 _PARAMS: dict[str, dict[str, object]] = {
@@ -129,6 +129,7 @@ class HaloPsaConnector(HttpConnector):
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         self.base_url = base_url.rstrip("/")
         self.page_size = page_size
+        self.concurrency = 1  # pages in turn (see the module docstring)
         self.since_inclusive = since_inclusive
         self.auth = OAuth2ClientCredentials(TOKEN_PATH, credentials["client_id"], credentials["client_secret"],
                                             scope=SCOPE, tenant=credentials.get("tenant") or None)
@@ -163,18 +164,19 @@ class HaloPsaConnector(HttpConnector):
         A numbered page is a `Page` whose token (endpoint, page number, last id) resumes the
         read after it; Halo cannot filter by id, so a resumed read first asks for that page
         again and refuses to resume (`ResumeRefused`) when it no longer ends with that id."""
-        position = page_position(resume, len(_endpoints(entity)))
-        for index, endpoint, number, page in self._read(entity, previous, start=position):
-            token = page_token(index, number, page) if number else None
+        for endpoint, page in read(self, _endpoints(entity), self._request, previous=previous, resume=resume):
             if since is not None and endpoint.change_field:
-                page = [record for record in page if self._changed(record, endpoint.change_field, since)]
-            if page or token:
-                yield Page(page, token)
+                page = Page([record for record in page if self._changed(record, endpoint.change_field, since)],
+                            page.resume)
+            if page or page.resume:
+                yield page
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
         """Every psa_id of `entity` (an id-only sweep, for delete detection); a record whose id
         is not a valid id is left out."""
-        for _, endpoint, _, page in self._read(entity, previous, sweep=True):
+        pages = read(self, _endpoints(entity), lambda endpoint: self._request(endpoint, sweep=True),
+                     previous=previous, sweep=True)
+        for endpoint, page in pages:
             for record in page:
                 try:
                     yield endpoint.id_prefix + id_text(record.get("id") if isinstance(record, Mapping) else None,
@@ -192,36 +194,19 @@ class HaloPsaConnector(HttpConnector):
             moment = moment.replace(tzinfo=timezone.utc)
         return moment >= since if self.since_inclusive else moment > since
 
-    def _read(self, entity: str, previous: int, *, sweep: bool = False,
-              start: tuple[int, int, int] | None = None) -> Iterator[tuple[int, Endpoint, int, list]]:
-        """(endpoint index, endpoint, page number or 0 for a whole read, page) of every endpoint
-        of `entity`, each read checked for completeness; `sweep`: ids only; `start`: (endpoint
-        index, page number, last id) of a page already read, to continue after."""
-        endpoints = _endpoints(entity)
-        tallies = []
-        for index, endpoint in enumerate(endpoints):
-            if start is not None and index < start[0]:
-                continue
-            tally = Tally(label=f"{endpoint.path}: " if len(endpoints) > 1 else "")
-            tallies.append(tally)
-            query = dict(_PARAMS.get(endpoint.path, {}))
-            if endpoint.paginator == "whole":
-                pages = ((0, page) for page in self._whole(endpoint, query, tally))
-            elif sweep:  # idonly ignores paging: every id in one answer
-                pages = ((0, page) for page in self._whole(endpoint, {**query, "idonly": "true"}, tally))
-            else:
-                after = start[1:] if start is not None and index == start[0] else None
-                pages = self._numbered_pages(endpoint, query, tally, after)
-            for number, page in pages:
-                yield index, endpoint, number, page
-        empty = nothing_back(tallies, previous)
-        if empty is not None:
-            raise empty
+    def _request(self, endpoint: Endpoint, sweep: bool = False) -> Request:
+        params = dict(_PARAMS.get(endpoint.path, {}))
+        if sweep and endpoint.sweep == "whole":  # idonly ignores paging: every id in one answer
+            params["idonly"] = "true"
+        elif endpoint.paginator == "numbered_pages":
+            params.update(pageinate="true", page_size=self.page_size)
+        return Request(API_ROOT + endpoint.path, params)
 
-    def _get(self, endpoint: Endpoint, params: Mapping[str, object]) -> tuple[list, int | None]:
-        """(records, record_count or None) of one request."""
-        url = API_ROOT + endpoint.path
-        body, _ = self.http.get_json(url, params, decode=decode_records)
+    # -- what the paginators ask of a source (see `paginators.PagedSource`) ------------------
+
+    def fetch(self, endpoint: Endpoint, request: Request, abandon=None) -> Answer:
+        """One request: its records, and `record_count` when the body is the paged wrapper."""
+        body, _ = self.http.get_json(request.url, request.params, decode=decode_records)
         if endpoint.data_selector is None:
             records, count = body, None
         elif isinstance(body, Mapping):
@@ -229,69 +214,22 @@ class HaloPsaConnector(HttpConnector):
         else:
             records, count = None, None
         if not isinstance(records, list):
-            path = urlsplit(self.http.url(url)).path
+            path = urlsplit(self.http.url(request.url)).path
             where = f"a {endpoint.data_selector!r} list" if endpoint.data_selector else "a JSON list"
             raise PsaError(f"GET {path}: expected {where} of records", status=200, url_path=path)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             count = None
-        return records, count
+        return Answer(records, count)
 
-    def _whole(self, endpoint: Endpoint, params: Mapping[str, object], tally: Tally) -> Iterator[list]:
-        records, count = self._get(endpoint, params)
-        tally.counted, tally.received = count, len(records)
-        if count is not None and len(records) < count:
-            tally.short = True
-            raise tally.error(self.http.scrub("/" + API_ROOT + endpoint.path))
-        if records:
-            yield records
+    def counted(self, endpoint: Endpoint, request: Request) -> int | None:
+        """`record_count` of a one-record page."""
+        return self.fetch(endpoint, request.with_params(page_size=1, page_no=1)).count
 
-    def _numbered_pages(self, endpoint: Endpoint, params: Mapping[str, object], tally: Tally,
-                        after: tuple[int, int] | None = None) -> Iterator[tuple[int, list]]:
-        """(number, page) of a paged read; `after`: (page number, its last id) read before."""
-        params = {**params, "pageinate": "true", "page_size": self.page_size}
-        number = 1
-        if after is not None:
-            number, last_id = after
-            records, _ = self._page_checked(endpoint, params, number, tally)
-            last = records[-1] if records else None
-            if not isinstance(last, Mapping) or last.get("id") != last_id:
-                raise ResumeRefused(f"page {number} of {endpoint.path} moved since it was read")
-            # The pages before it were full, or the interrupted read would have stopped there.
-            tally.received = (number - 1) * self.page_size + len(records)
-            number += 1
-        while True:
-            records, count = self._page_checked(endpoint, params, number, tally)
-            tally.received += len(records)
-            if records:
-                yield number, records
-            # Past the counted pages, a full page may have a successor (records added meanwhile).
-            if number >= (tally.pages or 0) and len(records) < self.page_size:
-                break
-            number += 1
-        if tally.counted is not None and tally.received < tally.counted and tally.problem is None:
-            _, recount = self._get(endpoint, {**params, "page_size": 1, "page_no": 1})
-            tally.short = recount is None or tally.received < recount  # deletions meanwhile lower the count
-        if tally.incomplete:
-            raise tally.error(self.http.scrub("/" + API_ROOT + endpoint.path))
+    def after(self, endpoint: Endpoint, request: Request, last_id: int) -> Request:
+        raise NotImplementedError("HaloPSA lists cannot be filtered by id")
 
-    def _page_checked(self, endpoint: Endpoint, params: Mapping[str, object], number: int,
-                      tally: Tally) -> tuple[list, int | None]:
-        """Page `number`; one that comes back shorter than it must is asked for again."""
-        attempt = 0
-        while True:
-            records, count = self._get(endpoint, {**params, "page_no": number})
-            if number == 1 or tally.counted is None:
-                tally.counted = count
-                tally.pages = None if count is None else max(1, math.ceil(count / self.page_size))
-            problem = page_problem(len(records), self.page_size, number, tally.pages, False)
-            if problem is None or attempt == PAGE_RETRIES:
-                tally.problem = tally.problem or problem
-                return records, count
-            wait = self.http.backoff * 2 ** attempt
-            attempt += 1
-            log.warning("GET /api/%s: %s; asking again in %.2f s (%d of %d)", endpoint.path, problem, wait,
-                        attempt, PAGE_RETRIES)
-            time.sleep(wait)
+    def where(self, endpoint: Endpoint) -> str:
+        return self.http.scrub("/" + API_ROOT + endpoint.path)
 
     # -- normalizing ---------------------------------------------------------------------
 
