@@ -8,8 +8,9 @@ Vendor facts: `../shared/psa-api-notes.md` section 3.
   is looked up once per connector, and again once after a 401 (the tenant may have moved);
 - auth: `HeaderAuth` with `ApiIntegrationCode`, `UserName`, `Secret`;
 - reads: `POST {Entity}/query` with `{"filter", "MaxRecords" (<= 500), "IncludeFields"}`,
-  the same body POSTed again to each `pageDetails.nextPageUrl` (same origin only); the PSA's
-  count from `{Entity}/query/count` makes the completeness rules of `paging.py` apply;
+  the same body POSTed again to each `pageDetails.nextPageUrl` (same origin only): the
+  "next_url" strategy of `paginators.py`; the PSA's count from `{Entity}/query/count` makes the
+  completeness rules of `paging.py` apply. The id sweep is "keyset_by_id" (`id gt last`);
 - limits: at most `THREADS` requests at once per (origin, integration code, entity) in this
   process, whatever the connectors; "Thread Threshold Exceeded" (whatever its status) is
   waited out like a 429;
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
@@ -36,7 +38,8 @@ from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.origin import origin_of, shown_origin
-from hg_pipeline.connectors.paging import PAGE_RETRIES, Tally, keyset_position, keyset_token, nothing_back, page_problem
+from hg_pipeline.connectors.paginators import Answer, Request, read
+from hg_pipeline.connectors.paging import Tally, nothing_back
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -63,18 +66,21 @@ SUBCATEGORY_PREFIX = "sub-"
 # Every query needs a condition: this one holds for every record.
 EVERY_RECORD = {"op": "gte", "field": "id", "value": 0}
 
-# paginators: "next_url_post" (POST {Entity}/query, nextPageUrl), "picklist" (one field's
-# values in entityInformation/fields), "udf_values" (distinct values of a UDF, from the records).
+# paginators: "next_url" (POST {Entity}/query, nextPageUrl; the id sweep "keyset_by_id": `id gt
+# last`), and two this connector reads itself: "picklist" (one field's values in
+# entityInformation/fields), "udf_values" (distinct values of a UDF, from the records).
 ENDPOINTS: dict[str, Endpoint] = {
     "company_types": Endpoint("company_types", "Companies", "picklist", "companyType"),
     "contact_types": Endpoint("contact_types", "Contacts", "udf_values", CONTACT_TYPE_UDF),
     "product_categories": Endpoint("product_categories", "Products", "udf_values", SUBCATEGORY_UDF),
-    "companies": Endpoint("companies", "Companies", "next_url_post", "items",
-                          change_field="lastTrackedModifiedDateTime"),
-    "contacts": Endpoint("contacts", "Contacts", "next_url_post", "items", change_field="lastModifiedDate"),
-    "products": Endpoint("products", "Products", "next_url_post", "items"),  # no modified field
-    "members": Endpoint("members", "Resources", "next_url_post", "items"),  # no modified field
-    "assets": Endpoint("assets", "ConfigurationItems", "next_url_post", "items", change_field="lastModifiedTime"),
+    "companies": Endpoint("companies", "Companies", "next_url", "items", change_field="lastTrackedModifiedDateTime",
+                          sweep="keyset_by_id"),
+    "contacts": Endpoint("contacts", "Contacts", "next_url", "items", change_field="lastModifiedDate",
+                         sweep="keyset_by_id"),
+    "products": Endpoint("products", "Products", "next_url", "items", sweep="keyset_by_id"),  # no modified field
+    "members": Endpoint("members", "Resources", "next_url", "items", sweep="keyset_by_id"),  # no modified field
+    "assets": Endpoint("assets", "ConfigurationItems", "next_url", "items", change_field="lastModifiedTime",
+                       sweep="keyset_by_id"),
 }
 # The picklists a normalizer turns from values into labels: (Autotask entity, field).
 _PICKLISTS = {
@@ -250,21 +256,17 @@ class AutotaskConnector(HttpConnector):
         if since is not None and endpoint.change_field:
             conditions = [{"op": "gte" if self.since_inclusive else "gt", "field": endpoint.change_field,
                            "value": _utc_text(since)}]
-        _, after = keyset_position(resume, 1)
-        if after is not None:
-            conditions = [*conditions, {"op": "gt", "field": "id", "value": after}]
-        for page in self._query(endpoint.path, conditions, [], previous if since is None else 0):
-            yield Page(page, keyset_token(0, page))
+        yield from self._query(endpoint, conditions, [], previous if since is None else 0, resume=resume)
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
-        """Every psa_id of `entity` (an id-only sweep: IncludeFields ["id"])."""
+        """Every psa_id of `entity` (an id-only sweep: IncludeFields ["id"], by keyset)."""
         endpoint = _endpoint(entity)
-        if endpoint.paginator != "next_url_post":
+        if endpoint.paginator != "next_url":
             for page in self.iter_pages(entity, previous=previous):
                 for payload in page:
                     yield str(payload["id"])
             return
-        for page in self._largest_pages()._query(endpoint.path, [EVERY_RECORD], ["id"], previous):
+        for page in self._largest_pages()._query(endpoint, [EVERY_RECORD], ["id"], previous, sweep=True):
             for record in page:
                 try:
                     yield id_text(record.get("id") if isinstance(record, Mapping) else None, endpoint.path)
@@ -278,73 +280,53 @@ class AutotaskConnector(HttpConnector):
         sweep.page_size = MAX_PAGE_SIZE
         return sweep
 
-    def _query(self, entity: str, conditions: list, fields: list[str], previous: int) -> Iterator[list]:
-        """The pages of one query, checked for completeness (see `paging.py`)."""
+    def _query(self, endpoint: Endpoint, conditions: list, fields: list[str], previous: int, *,
+               resume: str | None = None, sweep: bool = False) -> Iterator[Page]:
+        """The pages of one query, by the endpoint's strategy (`sweep`: its sweep's)."""
         body: dict[str, object] = {"filter": conditions, "MaxRecords": self.page_size}
         if fields:
             body["IncludeFields"] = fields
-        tally = Tally()
-        tally.counted = self._count(entity, conditions)
-        if tally.counted is not None:
-            tally.pages = max(1, -(-tally.counted // self.page_size))
-        url: str | None = self.api_root + f"{entity}/query"
-        number = 1
-        while url is not None:
-            records, following, problem = self._page_checked(entity, url, body, number, tally.pages)
-            tally.received += len(records)
-            tally.problem = tally.problem or problem
-            if records:
-                yield records
-            url = following
-            number += 1
-        if tally.counted is not None and tally.received < tally.counted and tally.problem is None:
-            recount = self._count(entity, conditions)  # records deleted during the read lower the count
-            tally.short = recount is None or tally.received < recount
-        if tally.incomplete:
-            raise tally.error(f"{urlsplit(self.api_root).path}{entity}/query")
-        empty = nothing_back([tally], previous)
-        if empty is not None:
-            raise empty
+        request = Request(self.api_root + f"{endpoint.path}/query", body=body)
+        for _, page in read(self, (endpoint,), lambda _: request, previous=previous, resume=resume, sweep=sweep):
+            yield page
 
-    def _count(self, entity: str, conditions: list) -> int | None:
-        try:
-            body = self._call(entity, "POST", self.api_root + f"{entity}/query/count", {"filter": conditions})
-            count = body["queryCount"]
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ValueError(f"queryCount {count!r} is not a number of records")
-        except (PsaAuthError, PsaUnreachable):
-            raise
-        except (PsaError, KeyError, TypeError, ValueError) as error:
-            log.warning("POST %s/query/count failed (%s); following nextPageUrl only", entity, error)
-            return None
-        return count
+    # -- what the paginators ask of a source (see `paginators.PagedSource`) ------------------
 
-    def _page_checked(self, entity: str, url: str, body: dict, number: int, pages: int | None):
-        """(records, next URL or None, problem or None) of page `number`; a page shorter than it
-        must be is asked for again."""
-        attempt = 0
-        while True:
-            records, following = self._page(entity, url, body)
-            problem = page_problem(len(records), self.page_size, number, pages, following is not None)
-            if problem is None or attempt == PAGE_RETRIES:
-                return records, following, problem
-            wait = self.http.backoff * 2 ** attempt
-            attempt += 1
-            log.warning("POST %s: %s; asking again in %.2f s (%d of %d)", urlsplit(url).path, problem, wait,
-                        attempt, PAGE_RETRIES)
-            time.sleep(wait)
-
-    def _page(self, entity: str, url: str, body: dict) -> tuple[list, str | None]:
-        answer = self._call(entity, "POST", url, body, decode=decode_records)
-        path = urlsplit(url).path
+    def fetch(self, endpoint: Endpoint, request: Request, abandon=None) -> Answer:
+        """One page of a query, and the same body to POST to its `nextPageUrl` (same origin only)."""
+        answer = self._call(endpoint.path, "POST", request.url, request.body, decode=decode_records)
+        path = urlsplit(request.url).path
         items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise PsaError(f"POST {path}: expected an object with an items list", status=200, url_path=path)
         details = answer.get("pageDetails") if isinstance(answer.get("pageDetails"), dict) else {}
         following = details.get("nextPageUrl")
         if not isinstance(following, str) or not following:
-            return items, None
-        return items, self.http.link(following, url)  # same origin only
+            return Answer(items)
+        return Answer(items, next=Request(self.http.link(following, request.url), body=request.body))
+
+    def counted(self, endpoint: Endpoint, request: Request) -> int | None:
+        """The PSA's count (`{Entity}/query/count`) of the query's filter; None when it cannot be read."""
+        try:
+            body = self._call(endpoint.path, "POST", self.api_root + f"{endpoint.path}/query/count",
+                              {"filter": request.body["filter"]})
+            count = body["queryCount"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"queryCount {count!r} is not a number of records")
+        except (PsaAuthError, PsaUnreachable):
+            raise
+        except (PsaError, KeyError, TypeError, ValueError) as error:
+            log.warning("POST %s/query/count failed (%s); following nextPageUrl only", endpoint.path, error)
+            return None
+        return count
+
+    def after(self, endpoint: Endpoint, request: Request, last_id: int) -> Request:
+        body = dict(request.body)
+        body["filter"] = [*body["filter"], {"op": "gt", "field": "id", "value": last_id}]
+        return replace(request, body=body)
+
+    def where(self, endpoint: Endpoint) -> str:
+        return f"{urlsplit(self.api_root).path}{endpoint.path}/query"
 
     # -- picklists and user-defined fields -------------------------------------------------
 
@@ -380,7 +362,7 @@ class AutotaskConnector(HttpConnector):
             if endpoint.entity == "product_categories" else {}
         for value, label in categories.items():
             found[CATEGORY_PREFIX + value] = {"id": CATEGORY_PREFIX + value, "name": label}
-        for page in self._query(endpoint.path, [EVERY_RECORD], fields, 0):
+        for page in self._query(replace(endpoint, paginator="next_url"), [EVERY_RECORD], fields, 0):
             for record in page:
                 if not isinstance(record, Mapping):
                     continue
