@@ -369,9 +369,14 @@ class AutotaskSimulator(SimulatorBase):
 
     def _matching(self, kind: str, search: dict, start: int = 0):
         """(index, Autotask record) of the records from `start` on that pass the filter."""
-        records, _ids = self._snapshot(kind)
+        records, ids = self._snapshot(kind)
         shape = _SHAPES[kind]
         predicate = None
+        # An `id gt N` condition starts past N at once (ids are sorted), as the vendor's index would.
+        for item in search.get("filter") or []:
+            if isinstance(item, dict) and str(item.get("field", "")).lower() == "id" \
+                    and item.get("op") == "gt" and isinstance(item.get("value"), int):
+                start = max(start, self._after(ids, item["value"]))
         for index in range(start, len(records)):
             shaped = shape(records[index])
             if predicate is None:

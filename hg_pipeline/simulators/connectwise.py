@@ -141,6 +141,9 @@ _OPS = {
 }
 
 
+_ID_FLOOR = re.compile(r"(?:^|\band\s+)id\s*>\s*(?P<id>\d+)\s*(?:$|and\b)", re.IGNORECASE)
+
+
 def parse_conditions(text: str):
     """A predicate for a `conditions` string, or an ApiError(400) for what it can't read."""
     clauses = []
@@ -273,6 +276,12 @@ class ConnectWiseSimulator(SimulatorBase):
         if forward_only and order is not None and order != ("id", False):
             raise ApiError(400, "InvalidObject", "orderBy is not allowed with forward-only pagination")
         records, ids = self._snapshot(kind)
+        floor = _ID_FLOOR.search(conditions)
+        if floor:  # `id>N` starts past N at once (ids are sorted), as the vendor's index would
+            start = self._after(ids, int(floor["id"]))
+            records, ids = records[start:], ids[start:]
+            if floor.group(0).strip() == conditions:  # nothing else to check
+                predicate = None
         if predicate is not None:
             records = [r for r in records if predicate(r)]
             ids = None
