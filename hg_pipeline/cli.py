@@ -388,7 +388,9 @@ def cmd_simulate(args) -> None:
     credentials = None
     if args.credential:
         credentials = resolve_credentials(parse_credential_args(args.credential), source(args.source).required_keys)
-    simulator.run_forever(args.port, args.dataset, args.seed, credentials, tls=args.tls)
+    from hg_pipeline.simulators.datasets import scaled_name
+
+    simulator.run_forever(args.port, scaled_name(args.dataset, args.scale), args.seed, credentials, tls=args.tls)
 
 
 def cmd_demo(args) -> int:
@@ -400,7 +402,8 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> None:
     from hg_pipeline.bench import run_bench
 
-    run_bench(args.database_url if args.database_url_given else None, dataset=args.dataset, source=args.source)
+    run_bench(args.database_url if args.database_url_given else None, dataset=args.dataset, source=args.source,
+              scale=args.scale)
 
 
 # --- parser -----------------------------------------------------------------------------
@@ -474,6 +477,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--dataset", choices=["small", "large"], default="small")
+    p.add_argument("--scale", type=_scale, default=1, metavar="N",
+                   help="every count of the dataset times N (--dataset large --scale 10: 1.6 million records)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--credential", action="append", metavar="KEY=env:VAR")
     p.add_argument("--tls", action="store_true",
@@ -487,7 +492,15 @@ def _parser() -> argparse.ArgumentParser:
                 "(the simulator in a process of its own)")
     p.add_argument("--dataset", choices=["small", "large"], default="large")
     p.add_argument("--source", default="connectwise", help="the PSA to simulate (default connectwise)")
+    p.add_argument("--scale", type=_scale, default=None, metavar="N",
+                   help="also a full sync of the dataset scaled N times (e.g. 10), against the dataset's own")
     return parser
+
+
+def _scale(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 if __name__ == "__main__":

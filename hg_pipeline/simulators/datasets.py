@@ -6,6 +6,8 @@ block with `lastUpdated` / `dateEntered`). The same seed always gives the same d
 clock is never read: every timestamp lies before `BASE_TIME` (2026-01-01T00:00:00Z).
 
 The word lists below are the whole "catalog" of names; `large` composes more of them.
+A dataset name may carry a scale factor, `large-x10`: every count of `large` times 10 (1.6
+million records, for `hg-pipeline bench --scale 10`); `scaled_name("large", 10)` spells it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ SIZES = {
     "small": {"companies": 40, "contacts": 150, "catalog": 60, "members": 12, "configurations": 120},
     "large": {"companies": 2000, "contacts": 40000, "catalog": 20000, "members": 300, "configurations": 100000},
 }
+SCALE_MARK = "-x"  # "large-x10": the sizes of "large", each times 10
+
+
+def scaled_name(name: str, scale: int = 1) -> str:
+    """The dataset name of `name` scaled `scale` times ("large", 10 -> "large-x10")."""
+    if scale < 1:
+        raise ValueError(f"scale must be at least 1, not {scale}")
+    return name if scale == 1 else f"{name}{SCALE_MARK}{scale}"
+
+
+def dataset_sizes(name: str) -> dict[str, int]:
+    """The record counts of a dataset name ("small", "large", "large-x10"...)."""
+    base, mark, factor = name.partition(SCALE_MARK)
+    if base not in SIZES or (mark and not (factor.isdigit() and int(factor) >= 1)):
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SIZES)} "
+                         f"(or one scaled, e.g. large{SCALE_MARK}10)")
+    scale = int(factor) if mark else 1
+    return {kind: count * scale for kind, count in SIZES[base].items()}
 
 # --- companies -------------------------------------------------------------------------
 
@@ -409,10 +429,8 @@ def _fast_iso(ts: int) -> str:
 
 class _Generator:
     def __init__(self, name: str, seed: int) -> None:
-        if name not in SIZES:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SIZES)}")
         self.name = name
-        self.size = SIZES[name]
+        self.size = dataset_sizes(name)
         self.rng = random.Random(seed)
         self.dataset = Dataset(name=name, seed=seed)
 
@@ -696,7 +714,8 @@ class _Generator:
 
 
 def generate(dataset: str = "small", seed: int = 1) -> Dataset:
-    """A fresh `Dataset` ("small" or "large"), identical for identical arguments."""
+    """A fresh `Dataset` ("small", "large" or a scaled one such as "large-x10"), identical for
+    identical arguments."""
     generator = _Generator(dataset, seed)
     # Hundreds of thousands of small dicts: the cyclic GC would rescan them over and
     # over (it triples the time of `large`); they hold no cycles, so pause it.
