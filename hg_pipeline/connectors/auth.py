@@ -8,8 +8,9 @@ scrubbed from every message.
 - `BasicAuth`: user and password, plus fixed headers (ConnectWise: `company+public` /
   `private` and its `clientId` header);
 - `OAuth2ClientCredentials`: a bearer token from the token endpoint (form body,
-  grant_type=client_credentials), cached and fetched again about 60 s before it expires and
-  once after a 401; the token endpoint is on the tenant's origin like everything else;
+  grant_type=client_credentials), cached for the process per origin and credentials (every
+  entity of a sync uses one token) and fetched again about 60 s before it expires and once
+  after a 401; the token endpoint is on the tenant's origin like everything else;
 - `HeaderAuth`: credentials as headers (Autotask: ApiIntegrationCode, UserName, Secret).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import requests
@@ -78,10 +80,32 @@ class BasicAuth(HeaderAuth):
         return (self.user, self.password, *super().secrets())
 
 
+@dataclass
+class _Token:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    value: str | None = None
+    expires_at: float = 0.0
+
+
+_tokens: dict[str, _Token] = {}
+_tokens_lock = threading.Lock()
+
+
+def _shared_token(http: "PsaHttp", token_path: str, form: Mapping[str, str]) -> _Token:
+    """The token of these credentials at this origin, shared by every connector of the process
+    (one token request per sync, not one per entity)."""
+    from hg_pipeline.connectors.discovery import key
+
+    name = key("oauth2", str(http.origin), token_path, sorted(form.items()))
+    with _tokens_lock:
+        return _tokens.setdefault(name, _Token())
+
+
 class OAuth2ClientCredentials(PsaAuth):
     """A bearer token from `token_path` (relative to the base URL, or absolute on its origin)
-    by the client-credentials grant. One token per instance, shared by every thread; fetching
-    it is guarded by a lock, so concurrent pages make one token request."""
+    by the client-credentials grant. One token per origin and credentials in the process,
+    shared by every thread and connector; fetching it is guarded by a lock, so concurrent
+    pages make one token request."""
 
     def __init__(self, token_path: str, client_id: str, client_secret: str, *, scope: str | None = None,
                  tenant: str | None = None, margin: float = TOKEN_MARGIN) -> None:
@@ -92,18 +116,19 @@ class OAuth2ClientCredentials(PsaAuth):
         if tenant:
             self.form["tenant"] = tenant
         self.margin = margin
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self.fetched = 0  # tokens fetched, for tests and metadata
+        self._shared: _Token | None = None  # bound to the origin at the first request
+        self.fetched = 0  # tokens this auth fetched, for tests and metadata
         register(client_id, client_secret)
 
     def prepare(self, http: "PsaHttp") -> None:
-        with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at - self.margin:
-                self._fetch(http)
+        if self._shared is None:
+            self._shared = _shared_token(http, self.token_path, self.form)
+        shared = self._shared
+        with shared.lock:
+            if shared.value is None or time.monotonic() >= shared.expires_at - self.margin:
+                self._fetch(http, shared)
 
-    def _fetch(self, http: "PsaHttp") -> None:
+    def _fetch(self, http: "PsaHttp", shared: _Token) -> None:
         from hg_pipeline.connectors.http import PsaError
 
         body, _ = http.request("POST", self.token_path, data=self.form, authenticated=False)
@@ -114,20 +139,24 @@ class OAuth2ClientCredentials(PsaAuth):
         if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)):
             expires_in = 3600
         register(token)
-        self._token = token
-        self._expires_at = time.monotonic() + float(expires_in)
+        shared.value = token
+        shared.expires_at = time.monotonic() + float(expires_in)
         self.fetched += 1
 
     def after_401(self, sent_authorization: str | None = None) -> bool:
         """Drop the token the 401 answered (unless another thread already replaced it)."""
-        with self._lock:
-            if sent_authorization is None or sent_authorization == f"Bearer {self._token}":
-                self._token = None
+        shared = self._shared
+        if shared is not None:
+            with shared.lock:
+                if sent_authorization is None or sent_authorization == f"Bearer {shared.value}":
+                    shared.value = None
         return True
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        with self._lock:
-            token = self._token
+        token = None
+        if self._shared is not None:
+            with self._shared.lock:
+                token = self._shared.value
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
         return request

@@ -5,7 +5,7 @@ Vendor facts: `../shared/psa-api-notes.md` section 3.
 - zone: `GET /atservicesrest/v1.0/zoneInformation?user=` (no credential) gives the zone's REST
   root; every other call goes below `{zone}v1.0/`. The zone must be on the tenant's origin
   (credentials never leave it, see `origin.py`): a tenant's base URL is its zone host. The zone
-  is looked up once per connector, and again once after a 401 (the tenant may have moved);
+  is looked up once per process and instance (`discovery.py`), and again once after a 401 (the tenant may have moved);
 - auth: `HeaderAuth` with `ApiIntegrationCode`, `UserName`, `Secret`;
 - reads: `POST {Entity}/query` with `{"filter", "MaxRecords" (<= 500), "IncludeFields"}`,
   the same body POSTed again to each `pageDetails.nextPageUrl` (same origin only): the
@@ -33,6 +33,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
+from hg_pipeline.connectors import discovery
 from hg_pipeline.connectors.auth import HeaderAuth
 from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
@@ -162,6 +163,7 @@ class AutotaskConnector(HttpConnector):
         )
         self._zone_lock = threading.Lock()
         self._zone: str | None = None
+        self._zone_key = discovery.key("autotask-zone", self.http.origin, credentials["username"])
         self._picklists: dict[tuple[str, str], dict[str, str]] = {}
 
     # -- the zone ------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class AutotaskConnector(HttpConnector):
         """`{zone url}v1.0/`, the zone looked up once."""
         with self._zone_lock:
             if self._zone is None:
-                self._zone = self._lookup_zone()
+                self._zone = discovery.remembered(self._zone_key, self._lookup_zone)
             return self._zone
 
     def _lookup_zone(self) -> str:
@@ -215,6 +217,7 @@ class AutotaskConnector(HttpConnector):
                 old_root = self.api_root
                 with self._zone_lock:
                     self._zone = None
+                    discovery.forget(self._zone_key)
                 url = self.api_root + url[len(old_root):] if url.startswith(old_root) else url
             except PsaError as failed:
                 if THREAD_LIMIT_TEXT not in str(failed).lower() or isinstance(failed, PsaUnreachable) \

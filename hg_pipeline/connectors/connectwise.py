@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from hg_pipeline.connectors import discovery
 from hg_pipeline.connectors.auth import BasicAuth
 from hg_pipeline.connectors.base import Endpoint, HttpConnector
 from hg_pipeline.connectors.http import (
@@ -159,7 +160,9 @@ class ConnectWiseConnector(HttpConnector):
         """`{base_url}/{codebase}apis/3.0/`, the codebase looked up once."""
         with self._root_lock:
             if self._api_root is None:
-                self._api_root = f"{self.base_url}/{self._codebase().strip('/')}/apis/3.0/"
+                codebase = discovery.remembered(discovery.key("connectwise-codebase", self.base_url, self._company_id),
+                                                self._codebase)
+                self._api_root = f"{self.base_url}/{codebase.strip('/')}/apis/3.0/"
             return self._api_root
 
     def _codebase(self) -> str:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+import requests
 from dagster import instance_for_test
 
 from hg_pipeline.connectors.http import RateLimiter, shared_limiter
 from hg_pipeline.orchestration.resources import PsaResource
 from hg_pipeline.orchestration.run import run_sync
+from hg_pipeline.simulators.base import STATS_PATH
 from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS, ConnectWiseSimulator
 from hg_pipeline.simulators.datasets import generate
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tenants import Tenant, add_tenant, get_tenant
+from hg_pipeline_tests.connectors.conformance import start_simulator
 from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
 
 RATE = 4.0  # requests per second the simulated PSA allows
@@ -104,3 +108,18 @@ def test_one_limiter_per_instance():
     b.back_off(0)
     assert shared_limiter("http://127.0.0.1:9", 3.0).per_second == 2.25  # what a 429 taught stays
     assert c is not a and c.per_second is None
+
+
+@pytest.mark.parametrize("name", ["connectwise", "halopsa", "autotask"])
+def test_a_sync_asks_the_psa_who_it_is_once_not_once_per_entity(warehouse, pg_url, instance, make_tenant, name):
+    """ConnectWise's codebase, the HaloPSA token and the Autotask zone are learned once per
+    instance and credentials in the process: 8 entities, 1 request outside the API."""
+    simulator = start_simulator(name, generate("small", seed=1))
+    try:
+        tenant = make_tenant("acme", simulator, source=name)
+        simulator.reset_counts()
+        assert run_sync(pg_url, tenant, "full", instance=instance).success
+        stats = requests.get(simulator.base_url + STATS_PATH, timeout=10).json()
+        assert stats["outside_api"] == 1
+    finally:
+        simulator.stop()
