@@ -7,7 +7,9 @@ import io
 import pytest
 from sqlalchemy import text
 
-from hg_pipeline.bench import BASELINE_SCHEMA, BENCH_TENANT, RATE_TENANT, BenchError, run_bench
+from hg_pipeline.bench import (
+    BASELINE_SCHEMA, BENCH_TENANT, CLI_TENANT, DLT_SCHEMA, FLOOR_SCHEMA, RATE_TENANT, BenchError, run_bench,
+)
 from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.warehouse.load import live_counts
 
@@ -17,7 +19,7 @@ def test_bench_small_gives_sane_figures(pg_url, warehouse, tmp_path):
         run_bench(f"sqlite:///{tmp_path / 'w.db'}", dataset="small", out=io.StringIO())
 
     out = io.StringIO()
-    figures = run_bench(pg_url, dataset="small", out=out)
+    figures = run_bench(pg_url, dataset="small", out=out, scale=2)
 
     assert figures["total_seconds"] > 0
     assert figures["records_per_second"] > 0
@@ -53,14 +55,43 @@ def test_bench_small_gives_sane_figures(pg_url, warehouse, tmp_path):
     assert figures["baseline"]["raw_records"]["rows"] == figures["records_extracted"]
     assert figures["baseline_total_seconds"] > 0 and figures["ratio_to_copy"] > 0
     assert figures["rss_peak_sync_mb"] > 0 and figures["rss_maxrss_mb"] >= figures["rss_peak_sync_mb"] * 0.5
+    # the floor read every record the sync read, faster; every figure has its ratio to it
+    assert figures["floor_records"] == figures["records_extracted"]
+    assert 0 < figures["floor_seconds"] < figures["total_seconds"]
+    ratios = figures["ratios_to_floor"]
+    for key in ("floor", "full", "full_cli", "second_full", "incremental", "remap", "remap_cli", "scale"):
+        assert ratios[key] > 0, key
+    assert ratios["full"] > 1 and ratios["floor"] == 1
+    # the syncs as a user runs them: new processes, the remap slower than in process (imports)
+    assert figures["remap_cli"]["wall_seconds"] > figures["remap_cli"]["run_seconds"] > 0
+    assert figures["full_cli"]["maxrss_mb"] > 0
+    assert live_counts(warehouse, CLI_TENANT) == live
+    goals = {row["key"]: row for row in figures["goals"]}
+    assert goals["full"]["met"] == (ratios["full"] <= 4) and goals["remap_cli"]["goal"] == "<= 6 s"
+    # dlt: measured when installed, else said so
+    dlt = figures["dlt"]
+    if dlt["status"] == "measured":
+        assert dlt["first"]["rows"] >= figures["records_extracted"] and dlt["merge"]["wall_seconds"] > 0
+        assert goals["full_cli_to_dlt"]["value"] > 0
+    else:
+        assert 'not installed (pip install "dlt[postgres]")' in dlt["status"]
+    # --scale 2: the dataset twice over, synced in a process of its own
+    scaled = figures["scale"]
+    assert scaled["dataset"] == "small-x2" and scaled["floor_records"] > figures["floor_records"]
+    assert live_counts(warehouse, scaled["tenant"])["assets"] > live["assets"]
+    assert scaled["sync"]["wall_seconds"] > 0 and scaled["sync"]["maxrss_mb"] > 0
+    assert goals["scale_ratio"]["value"] > 0 and goals["scale_rss"]["met"] is not None
     with warehouse.connect() as conn:
-        assert conn.scalar(text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :s"),
-                           {"s": BASELINE_SCHEMA}) == 0
+        for schema in (BASELINE_SCHEMA, FLOOR_SCHEMA, DLT_SCHEMA, f"{DLT_SCHEMA}_staging"):
+            assert conn.scalar(text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :s"),
+                               {"s": schema}) == 0, schema
     printed = out.getvalue()
     print(printed)  # the real figures, with -s
     assert "a separate process" in printed
     for key in ("full_sync_seconds:", "second_full_sync_seconds:", "remap_seconds:", "remap_psa_requests: 0", "copy_baseline_seconds:",
                 "ratio_to_copy:", "rss_maxrss_mb:", "incremental_seconds:", "incremental_received: ",
                 "incremental_psa_requests:", "rate_limited_seconds:", "rate_limited_requests:",
-                "requests_over_rate_seconds:", "rate_limited_ratio:", "rate_limited_429s:"):
+                "requests_over_rate_seconds:", "rate_limited_ratio:", "rate_limited_429s:", "floor_seconds:",
+                "remap_cli_seconds:", "full_cli_seconds:", "dlt", "scale_full_sync_seconds:", "scale_ratio:",
+                "scale_rss_mb:", "scale_simulator_start_seconds:", "x floor", "<= 4x floor"):
         assert key in printed
