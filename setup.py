@@ -21,6 +21,7 @@ setup(
         "great-expectations>=1.3,<2",
         "alembic>=1.13",
         "pyyaml>=6",
+        "orjson>=3.9",  # staging writes and reads hundreds of thousands of JSON values a sync
     ],
     # cryptography: the simulator's --tls certificate (pyconnectwise only speaks https)
     extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6", "django-autotask==1.16.0", "cryptography>=41", "jsonschema>=4"],

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import orjson
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
@@ -64,6 +65,15 @@ def open_progress(conn: Connection, tenant_id: str, entity: str, since: datetime
     return Progress(since, now, None, 0, 0)
 
 
+def json_text(value: object) -> str:
+    """Compact JSON text: orjson (about 10x faster than json, which matters at 300,000 values a
+    sync), json for what orjson cannot write (integers beyond 64 bits in a vendor payload)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"))
+
+
 def saved_progress(engine: Engine, tenant_id: str, entity: str) -> Progress | None:
     """The extraction of `entity` under way or interrupted, if any."""
     with engine.connect() as conn:
@@ -79,10 +89,9 @@ def stage_page(conn: Connection, tenant_id: str, entity: str, records: Iterable[
     """Append one page to the extraction under way and note where the read can continue.
 
     records: (psa_id, vendor payload, normalized record), checked by the connector
-    (`connectors/records.py`) and unique within the read; JSON is written as ASCII, so no NUL
-    reaches a text column."""
-    rows = ((tenant_id, entity, psa_id, json.dumps(payload, separators=(",", ":")),
-             json.dumps(record, separators=(",", ":"))) for psa_id, payload, record in records)
+    (`connectors/records.py`) and unique within the read; JSON escapes control characters, so
+    no NUL reaches a text column."""
+    rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record)) for psa_id, payload, record in records)
     count = copy_rows(conn, qualified(conn, raw_inflight), _INFLIGHT, rows)
     conn.execute(update(extract_progress).where(
         extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
@@ -216,7 +225,8 @@ def staged_records(engine: Engine, tenant_id: str, entity: str) -> list[StagedRe
                    raw_records.c.vanished_at.is_(None))
             .order_by(raw_records.c.psa_id)
         ).all()
-    return [StagedRecord(psa_id, json.loads(record), seen) for psa_id, record, seen in rows]
+    # orjson: a normalized record holds no integer beyond 64 bits (numbers are floats, ids text).
+    return [StagedRecord(psa_id, orjson.loads(record), seen) for psa_id, record, seen in rows]
 
 
 def staged_payload(engine: Engine, tenant_id: str, entity: str, psa_id: str) -> dict | None:
