@@ -119,35 +119,35 @@ def discard_progress(conn: Connection, tenant_id: str, entity: str) -> None:
 def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, started_at: datetime, *,
                    full: bool) -> StageCounts:
     """The completed read into `raw_records` (the caller's transaction makes it one step): new
-    and changed records counted and upserted; after a full read, staged records it did not
-    receive marked as vanished. The extraction under way is then over."""
+    and changed records counted and upserted, an unchanged one not rewritten (a second sync of
+    an unchanged PSA writes nothing here); after a full read, staged records it did not receive
+    marked as vanished. The extraction under way is then over."""
     raw, inflight = qualified(conn, raw_records), qualified(conn, raw_inflight)
     ne = distinct_from(conn)
     where = "i.tenant_id = :tenant AND i.entity = :entity"
+    joined = (f"FROM {inflight} i LEFT JOIN {raw} r ON r.tenant_id = i.tenant_id AND r.entity = i.entity"
+              f" AND r.psa_id = i.psa_id WHERE {where}")
+    differs = f"(r.payload {ne} i.payload OR r.record {ne} i.record OR r.vanished_at IS NOT NULL)"
     params = {"tenant": tenant_id, "entity": entity, "now": started_at, "run": run_id}
     received, new, changed = conn.execute(text(
         f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.psa_id IS NULL THEN 1 ELSE 0 END), 0),"
-        f" COALESCE(SUM(CASE WHEN r.psa_id IS NOT NULL AND (r.payload {ne} i.payload"
-        f"   OR r.vanished_at IS NOT NULL) THEN 1 ELSE 0 END), 0)"
-        f" FROM {inflight} i LEFT JOIN {raw} r ON r.tenant_id = i.tenant_id AND r.entity = i.entity"
-        f" AND r.psa_id = i.psa_id WHERE {where}"
+        f" COALESCE(SUM(CASE WHEN r.psa_id IS NOT NULL AND {differs} THEN 1 ELSE 0 END), 0) {joined}"
     ), params).one()
     counts = StageCounts(received=int(received), new=int(new), changed=int(changed))
-    conn.execute(text(
-        f"INSERT INTO {raw} ({', '.join(_RAW)})"
-        f" SELECT i.tenant_id, i.entity, i.psa_id, i.payload, i.record, :now, :now, :run FROM {inflight} i"
-        f" WHERE {where}"
-        " ON CONFLICT (tenant_id, entity, psa_id) DO UPDATE SET payload = excluded.payload,"
-        " record = excluded.record, last_seen_at = excluded.last_seen_at,"
-        " seen_run_id = excluded.seen_run_id, vanished_at = NULL"
-    ), params)
+    if counts.new or counts.changed:
+        conn.execute(text(
+            f"INSERT INTO {raw} ({', '.join(_RAW)})"
+            f" SELECT i.tenant_id, i.entity, i.psa_id, i.payload, i.record, :now, :now, :run {joined}"
+            f" AND (r.psa_id IS NULL OR {differs})"
+            " ON CONFLICT (tenant_id, entity, psa_id) DO UPDATE SET payload = excluded.payload,"
+            " record = excluded.record, last_seen_at = excluded.last_seen_at,"
+            " seen_run_id = excluded.seen_run_id, vanished_at = NULL"
+        ), params)
     if full:
-        counts.vanished = conn.execute(
-            update(raw_records)
-            .where(raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity,
-                   raw_records.c.vanished_at.is_(None), raw_records.c.seen_run_id.is_distinct_from(run_id))
-            .values(vanished_at=started_at)
-        ).rowcount
+        counts.vanished = conn.execute(text(
+            f"UPDATE {raw} SET vanished_at = :now WHERE tenant_id = :tenant AND entity = :entity"
+            f" AND vanished_at IS NULL AND psa_id NOT IN (SELECT i.psa_id FROM {inflight} i WHERE {where})"
+        ), params).rowcount
     discard_progress(conn, tenant_id, entity)
     return counts
 

@@ -105,6 +105,8 @@ raw_records = Table(
     Column("payload", Text, nullable=False),
     Column("record", Text, nullable=False),
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    # When and by which run the payload was last written (new, changed or back from vanished):
+    # an unchanged record is not rewritten.
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     Column("seen_run_id", String(64)),
     Column("vanished_at", DateTime(timezone=True)),
