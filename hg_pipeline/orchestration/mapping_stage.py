@@ -19,7 +19,7 @@ from hg_pipeline.mapping.categories import CategoryTree
 from hg_pipeline.mapping.document import MappingDocument, parse_document
 from hg_pipeline.mapping.engine import PENDING, MappingContext, MappingResult, map_entity
 from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
-from hg_pipeline.warehouse.bulk import copy_rows, qualified
+from hg_pipeline.warehouse.bulk import copy_rows, plain_rows, qualified
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping
 from hg_pipeline.warehouse.staging import StagedRecord, quarantine_records, staged_records
@@ -175,8 +175,8 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
     t = mapping_decisions
     scope = (t.c.tenant_id == tenant_id, t.c.entity == entity)
     with engine.begin() as conn:
-        stored = {row.psa_id: tuple(row[1:]) for row in conn.execute(
-            select(t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key, t.c.mapping_version).where(*scope))}
+        stored = {row[0]: tuple(row[1:]) for row in plain_rows(conn, select(
+            t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key, t.c.mapping_version).where(*scope))}
         fresh = {d.psa_id: (d.outcome, d.rule, d.reason, d.group, version) for d in result.decisions}
         stale = [psa_id for psa_id, values in stored.items() if fresh.get(psa_id) != values]
         for start in range(0, len(stale), 5000):

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
-from hg_pipeline.warehouse.bulk import copy_rows, distinct_from, qualified
+from hg_pipeline.warehouse.bulk import copy_rows, distinct_from, plain_rows, qualified
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
 _INFLIGHT = ("tenant_id", "entity", "psa_id", "payload", "record")
@@ -219,12 +219,10 @@ class StagedRecord:
 def staged_records(engine: Engine, tenant_id: str, entity: str) -> list[StagedRecord]:
     """The live (not vanished) normalized records of one entity, ordered by psa_id."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(raw_records.c.psa_id, raw_records.c.record, raw_records.c.first_seen_at)
-            .where(raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity,
-                   raw_records.c.vanished_at.is_(None))
-            .order_by(raw_records.c.psa_id)
-        ).all()
+        rows = plain_rows(conn, select(raw_records.c.psa_id, raw_records.c.record, raw_records.c.first_seen_at)
+                          .where(raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity,
+                                 raw_records.c.vanished_at.is_(None))
+                          .order_by(raw_records.c.psa_id))
     # orjson: a normalized record holds no integer beyond 64 bits (numbers are floats, ids text).
     return [StagedRecord(psa_id, orjson.loads(record), seen) for psa_id, record, seen in rows]
 
