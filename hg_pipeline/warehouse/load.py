@@ -13,14 +13,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.entities import ENTITY_LOADS
 from hg_pipeline.warehouse.staging import promote_watermark
-from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, index_temp, qualified, temp_ref
+from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, index_temp, plain_rows, qualified, temp_ref
 from hg_pipeline.warehouse.tables import LOADED_TABLES, categories, product_distributions
+
+
+class _Current(NamedTuple):
+    """A row the tenant has in the table, as far as a load compares it."""
+
+    id: str
+    content_hash: str | None
+    deleted_at: datetime | None
+    origin: str
+    psa_id: str | None
 
 
 class LoadError(RuntimeError):
@@ -71,9 +82,9 @@ def load_entity(
         values = tuple(row[c] for c in spec.columns)
         incoming[values[0]] = values
     with engine.begin() as conn:
-        current = {r.id: r for r in conn.execute(
+        current = {row[0]: _Current(*row) for row in plain_rows(conn, (
             select(table.c.id, table.c.content_hash, table.c.deleted_at, table.c.origin, table.c.psa_id)
-            .where(table.c.tenant_id == tenant_id))}
+            .where(table.c.tenant_id == tenant_id)))}
         changed, counts = [], LoadCounts()
         for hg_id, values in incoming.items():
             digest = content_hash(values)
