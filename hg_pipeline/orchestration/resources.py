@@ -19,9 +19,6 @@ from hg_pipeline.connectors.http import (
 )
 from hg_pipeline.warehouse import db
 from hg_pipeline.connectors.registry import source
-
-# The jobs (jobs.py) whose map stages run great-expectations checks.
-CHECKED_JOBS = frozenset({"full_sync", "remap", "nightly_resync"})
 from hg_pipeline.warehouse.tenants import Tenant
 
 
@@ -44,12 +41,9 @@ class WarehouseResource(ConfigurableResource):
         if context.dagster_run is None or context.instance is None:
             return
         from hg_pipeline.orchestration.run_guard import enter_run
-        from hg_pipeline.quality.suites import warm_up
 
         self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
                                wait_seconds=self.lock_wait_seconds)
-        if context.dagster_run.job_name in CHECKED_JOBS:
-            warm_up()  # the map stages' quality checks need great-expectations: load it meanwhile
 
     def lost_tenant_lock(self) -> str | None:
         """Why this run no longer holds its tenant's lock, or None while it does (or is unguarded)."""

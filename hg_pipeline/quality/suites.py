@@ -350,20 +350,9 @@ class _Report:
 
 
 def warm_up() -> None:
-    """Import great-expectations and build its context in a background thread, so that the
-    first map stage of a run does not wait for it (about 3 to 4 s, spent while the extract
-    stages wait on the PSA). A failure here is left for `_validate` to meet and report."""
-    if _batch_definition is not None:
-        return
-
-    def build() -> None:
-        try:
-            with _lock:
-                _get_batch_definition()
-        except Exception:  # noqa: BLE001 - reported by the map stage that needs the context
-            logging.getLogger(__name__).debug("great-expectations warm-up failed", exc_info=True)
-
-    threading.Thread(target=build, name="ge-warm-up", daemon=True).start()
+    """Import great-expectations and build the shared context now (a few seconds)."""
+    with _lock:
+        _get_batch_definition()
 
 
 def check_mapped(
