@@ -44,3 +44,10 @@ def remembered(name: str, learn: Callable[[], T], ttl: float = DISCOVERY_TTL) ->
 def forget(name: str) -> None:
     with _lock:
         _learned.pop(name, None)
+
+
+def forget_everything() -> None:
+    """Forget every instance (a new process's view: what a test that counts discovery
+    requests starts from, since a loopback port can be reused by the next simulator)."""
+    with _lock:
+        _learned.clear()

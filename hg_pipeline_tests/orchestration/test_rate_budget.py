@@ -10,6 +10,7 @@ import pytest
 import requests
 from dagster import instance_for_test
 
+from hg_pipeline.connectors import discovery
 from hg_pipeline.connectors.http import RateLimiter, shared_limiter
 from hg_pipeline.orchestration.resources import PsaResource
 from hg_pipeline.orchestration.run import run_sync
@@ -117,6 +118,7 @@ def test_a_sync_asks_the_psa_who_it_is_once_not_once_per_entity(warehouse, pg_ur
     simulator = start_simulator(name, generate("small", seed=1))
     try:
         tenant = make_tenant("acme", simulator, source=name)
+        discovery.forget_everything()  # an earlier simulator on the same port taught this process
         simulator.reset_counts()
         assert run_sync(pg_url, tenant, "full", instance=instance).success
         stats = requests.get(simulator.base_url + STATS_PATH, timeout=10).json()
