@@ -35,6 +35,9 @@ NORMALIZED_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "members": ("psa_id", "identifier", "first_name", "last_name", "name", "email", "inactive"),
     "assets": ("psa_id", "company_psa_id", "name", "asset_type", "serial_number", "active"),
+    # What a client paid in a month (staged by the import source; `amount` as exact decimal text).
+    "spend": ("psa_id", "company_psa_id", "product_psa_id", "category", "month", "amount", "currency",
+              "description"),
 }
 
 HG_COMPANY_TYPES = ("client", "prospect", "supplier", "manufacturer")

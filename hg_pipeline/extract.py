@@ -112,10 +112,14 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
 
 
 def stage_pages(engine: Engine, tenant_id: str, entity: str, pages: Iterable[list], normalize: Normalize,
-                payload_id: PayloadId, run_id: str) -> ExtractResult:
-    """Stage every page of `pages` as a full extraction of `entity` (what is not among them
-    vanishes), bad records quarantined."""
-    reading = _Reading.begin(engine, tenant_id, entity, run_id, None, fresh=True)
+                payload_id: PayloadId, run_id: str, *, full: bool = True) -> ExtractResult:
+    """Stage every page of `pages`, bad records quarantined: as a full extraction of `entity`
+    (what is not among them vanishes), or with `full=False` as changes only (upserted, nothing
+    vanishes)."""
+    since = None if full else datetime.now(timezone.utc)
+    reading = _Reading.begin(engine, tenant_id, entity, run_id, since, fresh=True)
+    if not full:
+        reading.result.mode = "partial"
     reading.stage(pages, normalize, payload_id)
     return reading.merge(None)
 

@@ -271,6 +271,54 @@ sync_runs = Table(
     Column("mapping_version", Integer),  # the mapping version a successful full/remap/nightly run applied
 )
 
+# The import source (`hg_pipeline/imports/`): a batch of pushed records. Files are staged in
+# one go; an API batch collects its POSTs in `import_records` until it is committed.
+import_batches = Table(
+    "import_batches",
+    metadata,
+    Column("batch_id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("origin", String(16), nullable=False),  # files | api
+    Column("status", String(16), nullable=False),  # open | staging | committed | failed
+    Column("partial", Boolean, nullable=False),  # upsert only: nothing missing is soft-deleted
+    Column("counts", Text),  # JSON: records staged per entity
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("committed_at", DateTime(timezone=True)),
+)
+
+import_records = Table(
+    "import_records",
+    metadata,
+    Column("batch_id", Integer, ForeignKey("import_batches.batch_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("psa_id", String(64), primary_key=True),
+    Column("payload", Text, nullable=False),
+)
+
+# An API request with an Idempotency-Key, and the answer it got: a retry gets the same answer.
+import_requests = Table(
+    "import_requests",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("idempotency_key", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # method, path and body digest
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Bearer tokens of the import API: the secret is kept as its SHA-256 only.
+import_tokens = Table(
+    "import_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
 LOADED_TABLES = {
     "companies": companies,
     "contacts": contacts,
