@@ -71,13 +71,15 @@ def run_log_level(args) -> str:
 
 def _input_errors() -> tuple[type[Exception], ...]:
     from hg_pipeline.connectors import CredentialError, PsaError
+    from hg_pipeline.imports.batches import BatchError
+    from hg_pipeline.imports.files import FileRefused
     from hg_pipeline.mapping.document import MappingError
     from hg_pipeline.warehouse.outage import WarehouseUnreachable
     from hg_pipeline.warehouse.load import LoadError
     from hg_pipeline.warehouse.tenants import TenantError
 
     return (InputError, TenantError, MappingError, CredentialError, db.DatabaseError, PsaError, LoadError, OSError,
-            WarehouseUnreachable)
+            WarehouseUnreachable, BatchError, FileRefused)
 
 
 def _engine(args, *, upgraded: bool = True):
@@ -117,7 +119,7 @@ def cmd_tenant_add(args) -> None:
         requests_per_second=args.requests_per_second,
     )
     add_tenant(_engine(args), tenant)
-    print(f"tenant {tenant.tenant_id} added ({tenant.source} at {tenant.base_url})")
+    print(f"tenant {tenant.tenant_id} added ({tenant.source}{f' at {tenant.base_url}' if tenant.base_url else ''})")
 
 
 def cmd_tenant_list(args) -> None:
@@ -126,6 +128,84 @@ def cmd_tenant_list(args) -> None:
     for t in list_tenants(_engine(args)):
         keys = ",".join(sorted(t.credentials))
         print(f"{t.tenant_id}\t{t.name}\t{t.source}\t{t.base_url or '-'}\t{t.notify_email or '-'}\tcredentials: {keys or '-'}")
+
+
+def cmd_tenant_token(args) -> None:
+    from hg_pipeline.imports import tokens
+
+    engine = _engine(args)
+    if args.revoke:
+        tokens.revoke(engine, args.tenant, args.revoke)
+        print(f"token {args.revoke} of tenant {args.tenant} revoked")
+        return
+    token = tokens.issue(engine, args.tenant)
+    print(token)
+    print(f"(the import API token of tenant {args.tenant}; shown once, stored hashed: keep it safe)", file=sys.stderr)
+
+
+def cmd_tenant_tokens(args) -> None:
+    from hg_pipeline.imports import tokens
+
+    for row in tokens.tokens(_engine(args), args.tenant):
+        state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+        print(f"{row['token_id']}\tcreated {row['created_at']:%Y-%m-%d %H:%M}\t{state}")
+
+
+# --- import (tenants without a PSA) ----------------------------------------------------
+
+def cmd_import(args) -> int | None:
+    from hg_pipeline.imports import formats
+
+    if args.schema:
+        try:
+            print(formats.schema_text(args.schema), end="")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return None
+    if not args.tenant or not args.files:
+        raise InputError("usage: hg-pipeline import TENANT FILE... [--partial] [--sync] "
+                         "(or hg-pipeline import --schema ENTITY)")
+    from hg_pipeline.imports.batches import require_import_tenant, stage_batch
+    from hg_pipeline.imports.files import FileRefused, check_files, identify, pages
+
+    engine = _engine(args)
+    require_import_tenant(engine, args.tenant)
+    try:
+        files = [identify(path) for path in args.files]
+    except FileRefused as exc:
+        raise InputError(str(exc)) from None
+    checked = check_files(files)
+    if checked.problems:
+        refused = FileRefused(checked.problems, checked.more)
+        fail(f"tenant {args.tenant}: import refused, nothing staged: {refused}")
+        for line in checked.problems[1:]:
+            print(f"  {line}", file=sys.stderr)
+        if checked.more:
+            print(f"  ... and {checked.more} more", file=sys.stderr)
+        return 2
+    sources = {}
+    for entity in dict.fromkeys(f.entity for f in files):
+        chosen = [f for f in files if f.entity == entity]
+        sources[entity] = lambda chosen=chosen: (page for f in chosen for page in pages(f))
+    try:
+        result = stage_batch(engine, args.tenant, sources, partial=args.partial)
+    except FileRefused as exc:
+        raise InputError(str(exc)) from None
+    print(f"tenant {args.tenant}: {result.summary()}")
+    if not args.sync:
+        print(f"the import_batches sensor starts the sync when the Dagster daemon runs; "
+              f"or now: `hg-pipeline sync {args.tenant}`")
+        return None
+    from hg_pipeline.warehouse.mappings import current_mapping
+
+    return _run_and_report(args, "full" if current_mapping(engine, args.tenant) is not None else "initial")
+
+
+def cmd_serve_import_api(args) -> None:
+    from hg_pipeline.imports.api import serve
+
+    _engine(args)
+    serve(args.database_url, port=args.port, host=args.host)
 
 
 # --- mapping ----------------------------------------------------------------------------
@@ -326,13 +406,21 @@ def cmd_mapping_details(args) -> None:
 # --- sync -------------------------------------------------------------------------------
 
 def cmd_sync(args) -> int:
-    from hg_pipeline.orchestration.run import NOTHING_DONE, run_sync
+    from hg_pipeline.orchestration.run import NOTHING_DONE
 
     from hg_pipeline.warehouse import outage
 
     kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
     with outage.reported(args.tenant, args.database_url, NOTHING_DONE):
         _engine(args)
+    return _run_and_report(args, kind)
+
+
+def _run_and_report(args, kind: str) -> int:
+    """Run the tenant's `kind` sync in this process, print its summary; 2 with its one line
+    when it fails."""
+    from hg_pipeline.orchestration.run import run_sync
+
     outcome = run_sync(args.database_url, args.tenant, kind, log_level=run_log_level(args))
     print(format_outcome(outcome))
     if not outcome.success:
@@ -437,6 +525,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--requests-per-second", type=float, metavar="R",
                    help="what the tenant's PSA instance allows (default: the source's own budget)")
     command(tenant, "list", cmd_tenant_list, "one line per tenant, no secrets")
+    p = command(tenant, "token", cmd_tenant_token,
+                "issue a bearer token of the import API for a `source: import` tenant (or --revoke one)")
+    p.add_argument("tenant")
+    p.add_argument("--revoke", metavar="TOKEN_ID", help="revoke that token instead (its id: `tenant tokens`)")
+    command(tenant, "tokens", cmd_tenant_tokens, "the tenant's import API tokens, no secrets").add_argument("tenant")
 
     mapping = sub.add_parser("mapping", help="the tenant's mapping").add_subparsers(dest="mapping_command", required=True)
     for name, handler, text in (("show", cmd_mapping_show, "print the mapping in force"),
@@ -472,6 +565,22 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument("--full", action="store_true", help="extract, map, check and load everything (default)")
     kind.add_argument("--remap", action="store_true", help="re-apply the mapping to staged data, no PSA call")
     kind.add_argument("--nightly", action="store_true", help="incremental extract, then map and load")
+
+    p = command(sub, "import", cmd_import, "validate CSV/JSON files of a `source: import` tenant completely, then "
+                "stage them as one batch (nothing is staged from a refused set)")
+    p.add_argument("tenant", nargs="?")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="companies, contacts, products, members, assets or spend files (.csv, .json, .jsonl), "
+                        "named after their entity (companies.csv, spend-2026-10.jsonl, ...)")
+    p.add_argument("--partial", action="store_true",
+                   help="only add and update records; a record missing from the files is kept")
+    p.add_argument("--sync", action="store_true", help="then run the tenant's sync in this process")
+    p.add_argument("--schema", metavar="ENTITY", help="print the JSON Schema of one record of ENTITY instead")
+
+    p = command(sub, "serve-import-api", cmd_serve_import_api,
+                "serve the HTTP import API (per-tenant bearer tokens; OpenAPI at /openapi.json)")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
 
     p = command(sub, "simulate", cmd_simulate, "serve a PSA simulator on 127.0.0.1 until stopped")
     p.add_argument("source")

@@ -35,6 +35,9 @@ class SourceSpec:
     # says otherwise (shared by every tenant of one PSA instance); None: only 429s slow it down
     # (ConnectWise publishes no number: psa-api-notes 1.3).
     default_requests_per_second: float | None = None
+    # Records are pushed (files, the import API) and staged as they arrive: a sync reads
+    # nothing, its extract stages report what is staged.
+    pushed: bool = False
 
     @property
     def credential_keys(self) -> tuple[str, ...]:
@@ -95,8 +98,9 @@ SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
         # half of it by default (5,000/h).
         default_requests_per_second=1.39,
     ),
-    # Files or an API push (issue 11): tenants can be registered, nothing reads them yet.
-    SourceSpec(name="import", title="import", required_keys=()),
+    # No PSA: files (`hg-pipeline import`) or the import API push the records (hg_pipeline/imports/).
+    SourceSpec(name="import", title="import", required_keys=(), pushed=True,
+               default_mapping="hg_pipeline.mapping.document:default_document"),  # same type/category names
 )}
 
 

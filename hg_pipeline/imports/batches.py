@@ -197,3 +197,16 @@ def committed_batches(engine: Engine, after: int = 0) -> list[Mapping]:
         return list(conn.execute(select(import_batches).where(
             import_batches.c.status == "committed", import_batches.c.batch_id > after,
         ).order_by(import_batches.c.batch_id)).mappings())
+
+
+def staged_summary(engine: Engine, tenant_id: str, entity: str) -> dict:
+    """What an import tenant's extract stage reports: nothing is read, this is what is staged."""
+    from hg_pipeline.warehouse.staging import live_staged_count
+
+    with engine.connect() as conn:
+        live = live_staged_count(conn, tenant_id, entity)
+        last = conn.execute(select(import_batches.c.batch_id, import_batches.c.committed_at).where(
+            import_batches.c.tenant_id == tenant_id, import_batches.c.status == "committed",
+        ).order_by(import_batches.c.batch_id.desc()).limit(1)).first()
+    return {"mode": "pushed", "received": live,
+            "last_batch": f"{last[0]} committed {last[1]:%Y-%m-%d %H:%M:%S} UTC" if last else "none yet"}

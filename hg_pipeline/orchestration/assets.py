@@ -32,7 +32,9 @@ from dagster import (
 
 from hg_pipeline import secrets
 from hg_pipeline.connectors import CredentialError
+from hg_pipeline.connectors.registry import source
 from hg_pipeline.extract import ExtractError, extract_entity
+from hg_pipeline.imports.batches import staged_summary
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.checks import check_specs, run_checks
@@ -135,6 +137,8 @@ def extract_asset(entity: str) -> AssetsDefinition:
         engine = warehouse.engine()
         try:
             tenant = get_tenant(engine, tenant_id)
+            if source(tenant.source).pushed:  # files or the import API staged it already
+                return MaterializeResult(metadata={"tenant": tenant_id, **staged_summary(engine, tenant_id, entity)})
             connector = psa.connector_for(tenant)
         except (TenantError, CredentialError, ValueError) as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 from sqlalchemy import Engine
 
+from hg_pipeline.connectors.registry import source
 from hg_pipeline.orchestration.jobs import NIGHTLY_OPS_CONFIG, full_sync_job, nightly_resync_job, sync_tags
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
@@ -35,7 +36,7 @@ def ready_tenants(context: ScheduleEvaluationContext, engine: Engine) -> tuple[l
     for tenant in list_tenants(engine):
         if tenant.tenant_id not in partitions:
             skipped.append(f"{tenant.tenant_id} (no partition yet)")
-        elif tenant.source == "import":
+        elif source(tenant.source).pushed:
             skipped.append(f"{tenant.tenant_id} (import tenant: no PSA to resync)")
         elif current_mapping(engine, tenant.tenant_id) is None:
             skipped.append(f"{tenant.tenant_id} (no mapping yet)")
