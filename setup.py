@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="PSA-to-HighGround data pipeline (ConnectWise Manage, HaloPSA, Autotask) on Dagster",
     packages=find_packages(exclude=["hg_pipeline_tests*"]),
-    package_data={"hg_pipeline": ["mapping/*.yaml", "warehouse/migrations/*.py",
+    package_data={"hg_pipeline": ["mapping/*.yaml", "imports/schemas/*.json", "imports/examples/*", "warehouse/migrations/*.py",
                                   "warehouse/migrations/*.mako", "warehouse/migrations/versions/*.py"]},
     python_requires=">=3.11",
     install_requires=[
@@ -22,6 +22,8 @@ setup(
         "alembic>=1.13",
         "pyyaml>=6",
         "orjson>=3.9",  # staging writes and reads hundreds of thousands of JSON values a sync
+        "fastapi>=0.110",  # the import API (hg-pipeline serve-import-api)
+        "uvicorn>=0.29",
     ],
     # cryptography: the simulator's --tls certificate (pyconnectwise only speaks https)
     extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6", "django-autotask==1.16.0", "cryptography>=41", "jsonschema>=4"],
