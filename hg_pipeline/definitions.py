@@ -10,14 +10,14 @@ from hg_pipeline.orchestration.jobs import JOBS_BY_KIND
 from hg_pipeline.orchestration.notify import notification_sensors
 from hg_pipeline.orchestration.resources import default_resources
 from hg_pipeline.orchestration.schedules import nightly_resync_schedule, weekly_reconcile_schedule
-from hg_pipeline.orchestration.sensors import mapping_change_sensor, tenant_partitions_sensor
+from hg_pipeline.orchestration.sensors import import_batch_sensor, mapping_change_sensor, tenant_partitions_sensor
 
 
 def build_definitions(resources: dict | None = None) -> Definitions:
     return Definitions(
         assets=all_assets,
         jobs=list(JOBS_BY_KIND.values()),
-        sensors=[tenant_partitions_sensor, mapping_change_sensor, *notification_sensors],
+        sensors=[tenant_partitions_sensor, mapping_change_sensor, import_batch_sensor, *notification_sensors],
         schedules=[nightly_resync_schedule, weekly_reconcile_schedule],
         resources=resources or default_resources(),
         # One process per run, as the CLI runs: a process per step re-imports everything

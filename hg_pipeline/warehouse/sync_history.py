@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Engine, func, select
 
 from hg_pipeline.warehouse.tables import sync_runs
@@ -22,3 +24,12 @@ def applied_versions(engine: Engine) -> dict[str, int]:
                             .where(sync_runs.c.status == "success", sync_runs.c.mapping_version.is_not(None))
                             .group_by(sync_runs.c.tenant_id)).all()
     return {tenant_id: version for tenant_id, version in rows}
+
+
+def last_successes(engine: Engine) -> dict[tuple[str, str], datetime]:
+    """(tenant_id, kind) -> when the newest successful sync of that kind started."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(sync_runs.c.tenant_id, sync_runs.c.kind, func.max(sync_runs.c.started_at))
+                            .where(sync_runs.c.status == "success")
+                            .group_by(sync_runs.c.tenant_id, sync_runs.c.kind)).all()
+    return {(tenant_id, kind): started for tenant_id, kind, started in rows}
