@@ -71,8 +71,9 @@ BATCH_BODY = {"requestBody": {"required": False, "content": {"application/json":
                                               "each entity it holds (what it lacks is soft-deleted)"}}}}}}}
 
 
-class ServeError(ValueError):
-    """The API cannot start (warehouse without schema, port taken); the message is one line."""
+class ServeError(OSError):
+    """The API cannot start (port taken, bad setting, warehouse without schema); the message is
+    one line. An OSError, as a taken port is: the CLI answers it with one line and exit 2."""
 
 
 class ApiError(Exception):
@@ -263,7 +264,7 @@ def serve(database_url: str, port: int, host: str = "127.0.0.1") -> None:
     try:
         sock = socket.create_server((host, port), family=family)
     except OSError as exc:
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}") from None
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"import API on http://{shown}:{sock.getsockname()[1]} (OpenAPI at /openapi.json); Ctrl-C stops it",
           flush=True)

@@ -17,14 +17,15 @@ from sqlalchemy import Engine, insert, select, update
 
 from hg_pipeline.imports.batches import require_import_tenant
 from hg_pipeline.warehouse.tables import import_tokens
+from hg_pipeline.warehouse.tenants import TenantError
 
 PREFIX = "hgi_"
 _TOKEN = re.compile(r"hgi_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})")
 _UNKNOWN_HASH = hashlib.sha256(b"no such token").hexdigest()  # compared against, so unknown ids take as long
 
 
-class TokenError(ValueError):
-    """An unknown token id; the message is one line."""
+class TokenError(TenantError):
+    """The tenant has no such token; the message is one line (the CLI's exit 2)."""
 
 
 def _digest(secret: str) -> str:

@@ -324,3 +324,109 @@ def test_openapi_health_and_schemas(warehouse, api, client, import_tenant):
         assert acme.get(f"/v1/schemas/{entity}").json() == formats.json_schema(entity)
     unknown = acme.get("/v1/schemas/widgets")
     assert unknown.status_code == 404 and "expected one of companies" in unknown.json()["detail"]
+
+
+# --------------------------------------------------------------------------- commands and outages
+
+
+def test_the_cli_issues_lists_and_revokes_tokens(pg_url, warehouse, api, client, import_tenant, capsys):
+    from hg_pipeline.cli import main
+
+    import_tenant("acme")
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main([*args, "--database-url", pg_url])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = cli("tenant", "token", "acme")
+    token = out.strip()
+    assert code == 0 and client(token).open_batch()
+    token_id = token[4:16]
+    code, out, _ = cli("tenant", "tokens", "acme")
+    assert code == 0 and f"{token_id}\t" in out and "active" in out and token[17:] not in out
+    code, _, err = cli("tenant", "token", "acme", "--revoke", "feedfeedfeed")
+    assert code == 2 and err.strip() == ("hg-pipeline: tenant acme has no import API token 'feedfeedfeed' "
+                                         "(see `hg-pipeline tenant tokens acme`)")
+    assert cli("tenant", "token", "acme", "--revoke", token_id)[0] == 0
+    assert client(token).post("/v1/batches", {}).status_code == 401
+
+
+def test_serve_import_api_serves_until_interrupted_and_names_a_taken_port(pg_url, warehouse, import_tenant,
+                                                                            tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    _, token = import_tenant("acme")
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "hg-pipeline"), "serve-import-api", "--port", str(port),
+               "--database-url", pg_url]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok"}
+        opened = requests.post(f"http://127.0.0.1:{port}/v1/batches", json={},
+                               headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert opened.status_code == 201
+
+        taken = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert taken.returncode == 2
+        assert taken.stderr.strip().splitlines() == [f"hg-pipeline: cannot listen on 127.0.0.1:{port}: "
+                                                     "Address already in use"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+    assert f"import API on http://127.0.0.1:{port}" in out
+    assert "Traceback" not in err and token[17:] not in out + err
+
+
+def test_a_warehouse_that_stops_answering_is_a_503_in_one_line(warehouse, import_tenant):
+    import uuid
+
+    import psycopg
+    import requests
+
+    from hg_pipeline.warehouse import db
+    from hg_pipeline.warehouse.schema import upgrade
+    from hg_pipeline_tests.conftest import ADMIN_URL
+    from hg_pipeline_tests.imports.conftest import ApiServer
+
+    name = f"hg_test_gone_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{ADMIN_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{ADMIN_URL.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    try:
+        engine = db.connect(url)
+        upgrade(engine)
+        add_tenant(engine, Tenant("acme", "Acme", "import", None))
+        token = tokens.issue(engine, "acme")
+        server = ApiServer(url)
+        try:
+            assert requests.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
+            with psycopg.connect(f"{ADMIN_URL}/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            health = requests.get(f"{server.url}/health", timeout=30)
+            assert (health.status_code, health.json()) == (503, {"detail": "the warehouse does not answer"})
+            post = requests.post(f"{server.url}/v1/batches", json={}, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+            assert (post.status_code, post.json()) == (503, {"detail": "the warehouse does not answer; retry later"})
+        finally:
+            server.stop()
+    finally:
+        db.dispose(url)
+        with psycopg.connect(f"{ADMIN_URL}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
