@@ -1,0 +1,116 @@
+"""The smart-mapping model: multinomial logistic regression over TF-IDF product features.
+
+Trained at run time (about a second on the labelled set plus a tenant's confirmed
+mappings), so nothing is downloaded or stored: each mapping version teaches the next
+suggestion. `SmartModel.suggest` is the engine's `MappingContext.suggest`: a product record ->
+(category path, calibrated confidence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hg_pipeline.mapping.smart.calibration import Calibrator
+from hg_pipeline.mapping.smart.features import Vectorizer, product_features
+
+EPOCHS = 20  # passes over the examples (chosen by cross-validation)
+LEARNING_RATE = 1.0
+
+
+@dataclass(frozen=True)
+class Example:
+    record: dict  # a normalized product record (name, sku, category, subcategory, product_class, ...)
+    path: str  # its HighGround category path
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    path: str
+    confidence: float  # calibrated: the chance that `path` is right
+    alternatives: tuple[tuple[str, float], ...]  # the next best paths with the model's probability
+
+
+def fit_softmax(rows: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequence[int], weights: Sequence[float],
+                features: int, classes: int, *, epochs: int = EPOCHS, rate: float = LEARNING_RATE,
+                seed: int = 0) -> np.ndarray:
+    """Multinomial logistic regression by averaged stochastic gradient descent: (features + 1)
+    x classes weights, the last row the bias. Averaging the weights of every step regularizes
+    as well as an L2 penalty did here, at a twentieth of the time of L-BFGS."""
+    w = np.zeros((features + 1, classes))
+    total = np.zeros_like(w)  # sum over steps of step * update, for the running average
+    rng = np.random.default_rng(seed)
+    step = 1
+    for _ in range(epochs):
+        for i in rng.permutation(len(rows)):
+            idx, values = rows[i]
+            gradient = softmax(values @ w[idx] + w[-1])
+            gradient[labels[i]] -= 1.0
+            gradient *= rate * weights[i]
+            update = np.outer(values, gradient)
+            w[idx] -= update
+            w[-1] -= gradient
+            total[idx] -= step * update
+            total[-1] -= step * gradient
+            step += 1
+    return w - total / step
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class SmartModel:
+    """Category paths for product records, with a calibrated confidence."""
+
+    def __init__(self, vectorizer: Vectorizer, weights: np.ndarray, paths: list[str],
+                 calibrator: Calibrator | None = None) -> None:
+        self.vectorizer = vectorizer
+        self.weights = weights  # (features + 1) x paths, the last row the bias
+        self.paths = paths
+        self.calibrator = calibrator or Calibrator.identity()
+
+    @classmethod
+    def train(cls, examples: Sequence[Example], calibrator: Calibrator | None = None) -> SmartModel:
+        if not examples:
+            raise ValueError("smart mapping needs at least one labelled example")
+        features = [product_features(e.record) for e in examples]
+        vectorizer = Vectorizer(features)
+        paths = sorted({e.path for e in examples})
+        column = {path: i for i, path in enumerate(paths)}
+        w = fit_softmax([vectorizer.row(f) for f in features], [column[e.path] for e in examples],
+                        [e.weight for e in examples], vectorizer.size, len(paths))
+        return cls(vectorizer, w, paths, calibrator)
+
+    def probabilities(self, records: Sequence[dict]) -> np.ndarray:
+        """records x paths: the model's raw (uncalibrated) probabilities."""
+        x = self.vectorizer.matrix([product_features(r) for r in records])
+        return softmax(x @ self.weights[:-1] + self.weights[-1])
+
+    def _probability_row(self, record: dict) -> np.ndarray:
+        idx, values = self.vectorizer.row(product_features(record))
+        return softmax(values @ self.weights[idx] + self.weights[-1])
+
+    def suggest(self, record: dict) -> tuple[str, float] | None:
+        """The engine's hook: the best path and its calibrated confidence."""
+        p = self._probability_row(record)
+        best = int(p.argmax())
+        return self.paths[best], float(self.calibrator(p[best]))
+
+    def suggest_many(self, records: Sequence[dict], alternatives: int = 2) -> list[Suggestion]:
+        if not records:
+            return []
+        p = self.probabilities(records)
+        order = np.argsort(-p, axis=1)[:, : alternatives + 1]
+        out = []
+        for row, ranked in zip(p, order):
+            confidence = float(self.calibrator(row[ranked[0]]))
+            # alternatives keep the model's probability, never more than the top one leaves
+            out.append(Suggestion(self.paths[ranked[0]], confidence,
+                                  tuple((self.paths[i], min(float(row[i]), 1.0 - confidence)) for i in ranked[1:])))
+        return out
