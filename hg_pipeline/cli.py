@@ -557,6 +557,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("tenant")
     p.add_argument("entity")
     p.add_argument("psa_id")
+    __import__("hg_pipeline.mapping.smart.commands", fromlist=["add_commands"]).add_commands(mapping, command)
 
     p = command(sub, "sync", cmd_sync, "run a sync of one tenant through Dagster, in this process")
     p.add_argument("tenant")

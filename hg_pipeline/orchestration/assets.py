@@ -226,10 +226,24 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
         "quarantined": mapped.quarantined,
         "coverage_pct": MetadataValue.float(round(100.0 * (total - outcomes["pending"]) / total, 1) if total else 100.0),
         "pending_by_group": MetadataValue.json(dict(pending_groups.most_common(10))),
+        **({"decided_by": MetadataValue.json(_decided_by(result))} if entity == "products" else {}),
         "preview": preview(result.rows, ENTITY_LOADS[entity].columns),
     })
     yield from run_checks(engine, tenant_id, entity, result, upstream, mapped.category_ids,
                           config.max_soft_delete_share)
+
+
+def _decided_by(result: MappingResult) -> dict[str, int]:
+    """Products per source of their decision: record, distribution, category, smart, pending."""
+    sources = {"subcategory": "category", "auto_import": "category"}
+    counts = dict.fromkeys(("record", "distribution", "category", "smart", "pending", "ignored"), 0)
+    for decision in result.decisions:
+        if decision.outcome == "mapped":
+            key = sources.get(decision.rule, decision.rule)
+        else:
+            key = decision.outcome
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def load_asset(entity: str) -> AssetsDefinition:

@@ -72,6 +72,10 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
     categories = None
     if entity == "products":
         categories = [s.record for s in staged_records(engine, tenant_id, "product_categories")]
+        if document.products.smart_mapping.enabled:  # trained once per map stage, on this tenant's mappings
+            from hg_pipeline.mapping.smart.tenant import tenant_suggester
+
+            context.suggest = tenant_suggester(document, [s.record for s in staged], tree)
     result = map_entity(entity, [s.record for s in staged], document, context,
                         companies=upstream, categories=categories)
     version = stored.version if stored else None

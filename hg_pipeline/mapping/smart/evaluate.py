@@ -86,6 +86,7 @@ class Evaluation:
     threshold: float
     precision: float  # among held-out rows with confidence >= threshold, the share right
     coverage: float  # the share of held-out rows with confidence >= threshold
+    family_top1: float = 0.0  # top-1 with whole product families held out (product lines never seen)
     per_path: dict[str, tuple[int, int, list[tuple[str, int]]]] = field(default_factory=dict)  # n, right, confusions
     thresholds: list[tuple[float, float, float]] = field(default_factory=list)  # threshold, precision, coverage
     suggest_seconds: float | None = None
@@ -115,6 +116,7 @@ def evaluate(threshold: float, *, timing_records: Sequence[dict] | None = None) 
         top1=float(correct.mean()),
         top3=float(np.mean([p in r for p, r in zip(held.paths, held.ranked)])),
         threshold=threshold, precision=precision, coverage=coverage, per_path=per_path,
+        family_top1=float(held_out_predictions(rows, by_family=True).correct.mean()),
         thresholds=[(t, *precision_coverage(confidence, correct, t)) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)],
     )
     if timing_records is not None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
-from scipy import sparse
 
 _NON_WORD = re.compile(r"[^a-z0-9+#]+")
 
@@ -98,18 +97,3 @@ class Vectorizer:
         values = (1.0 + np.log(values.clip(min=1e-9)).clip(min=0.0)) * values.clip(max=1.0) * self.idf[idx]
         norm = math.sqrt(float(values @ values))
         return idx, values / norm if norm else values
-
-    def matrix(self, rows: Sequence[dict[str, float]]) -> sparse.csr_matrix:
-        indptr = [0]
-        indices: list[np.ndarray] = []
-        data: list[np.ndarray] = []
-        for features in rows:
-            idx, values = self.row(features)
-            indices.append(idx)
-            data.append(values)
-            indptr.append(indptr[-1] + len(idx))
-        return sparse.csr_matrix(
-            (np.concatenate(data) if data else np.zeros(0), np.concatenate(indices) if indices else np.zeros(0, int),
-             np.array(indptr)),
-            shape=(len(rows), self.size),
-        )

@@ -89,8 +89,7 @@ class SmartModel:
 
     def probabilities(self, records: Sequence[dict]) -> np.ndarray:
         """records x paths: the model's raw (uncalibrated) probabilities."""
-        x = self.vectorizer.matrix([product_features(r) for r in records])
-        return softmax(x @ self.weights[:-1] + self.weights[-1])
+        return np.array([self._probability_row(r) for r in records]).reshape(len(records), len(self.paths))
 
     def _probability_row(self, record: dict) -> np.ndarray:
         idx, values = self.vectorizer.row(product_features(record))
