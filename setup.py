@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="PSA-to-HighGround data pipeline (ConnectWise Manage, HaloPSA, Autotask) on Dagster",
     packages=find_packages(exclude=["hg_pipeline_tests*"]),
-    package_data={"hg_pipeline": ["mapping/*.yaml", "imports/schemas/*.json", "imports/examples/*", "warehouse/migrations/*.py",
+    package_data={"hg_pipeline": ["mapping/*.yaml", "mapping/smart/labelled.csv", "imports/schemas/*.json", "imports/examples/*", "warehouse/migrations/*.py",
                                   "warehouse/migrations/*.mako", "warehouse/migrations/versions/*.py"]},
     python_requires=">=3.11",
     install_requires=[
