@@ -118,8 +118,14 @@ def run_bench(database_url: str | None, *, dataset: str = "large", source: str =
     out = out or sys.stdout
     if database_url is not None:
         _require_postgres(database_url)
+    from hg_pipeline.connectors.registry import source as source_spec
+
     with ExitStack() as stack:
         url, created = stack.enter_context(_database(database_url))
+        if source_spec(source).pushed:  # no PSA to simulate: files are what such a tenant brings
+            from hg_pipeline.bench_import import bench_import
+
+            return bench_import(url, out)
         return _bench(url, dataset, source, out, created_database=created, scale=scale)
 
 

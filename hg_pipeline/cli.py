@@ -166,31 +166,20 @@ def cmd_import(args) -> int | None:
         raise InputError("usage: hg-pipeline import TENANT FILE... [--partial] [--sync] "
                          "(or hg-pipeline import --schema ENTITY)")
     from hg_pipeline.imports.batches import require_import_tenant, stage_batch
-    from hg_pipeline.imports.files import FileRefused, check_files, identify, pages
+    from hg_pipeline.imports.files import Checked, FileRefused, identify
 
     engine = _engine(args)
     require_import_tenant(engine, args.tenant)
     try:
-        files = [identify(path) for path in args.files]
-    except FileRefused as exc:
-        raise InputError(str(exc)) from None
-    checked = check_files(files)
-    if checked.problems:
-        refused = FileRefused(checked.problems, checked.more)
+        checked = Checked([identify(path) for path in args.files])
+        result = stage_batch(engine, args.tenant, checked.sources(), partial=args.partial, refusal=checked.refusal)
+    except FileRefused as refused:
         fail(f"tenant {args.tenant}: import refused, nothing staged: {refused}")
-        for line in checked.problems[1:]:
+        for line in refused.problems[1:]:
             print(f"  {line}", file=sys.stderr)
-        if checked.more:
-            print(f"  ... and {checked.more} more", file=sys.stderr)
+        if refused.more:
+            print(f"  ... and {refused.more} more", file=sys.stderr)
         return 2
-    sources = {}
-    for entity in dict.fromkeys(f.entity for f in files):
-        chosen = [f for f in files if f.entity == entity]
-        sources[entity] = lambda chosen=chosen: (page for f in chosen for page in pages(f))
-    try:
-        result = stage_batch(engine, args.tenant, sources, partial=args.partial)
-    except FileRefused as exc:
-        raise InputError(str(exc)) from None
     print(f"tenant {args.tenant}: {result.summary()}")
     if not args.sync:
         print(f"the import_batches sensor starts the sync when the Dagster daemon runs; "

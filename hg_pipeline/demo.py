@@ -28,10 +28,11 @@ def demo_env(spec: SourceSpec) -> dict[str, str]:
 
 def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL",
              source_name: str = "connectwise") -> int:
-    from hg_pipeline.cli import format_outcome
     from hg_pipeline.orchestration.run import run_sync
 
     spec = source(source_name)
+    if spec.pushed:
+        return _run_import_demo(database_url, spec, log_level)
     demo_credentials = spec.simulator_module().DEMO_CREDENTIALS
     env = demo_env(spec)
     engine = db.connect(database_url)
@@ -47,13 +48,8 @@ def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL"
             store_mapping(engine, DEMO_TENANT, spec.default_document())
             print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
         outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=log_level)
-    print(format_outcome(outcome))
-    if not outcome.success:
-        print(f"demo sync failed at {outcome.failed_step}: {outcome.reason}")
+    if not _report(database_url, engine, outcome):
         return 1
-    print("\nrows in the warehouse " + db.safe_url(database_url) + ":")
-    for entity, count in live_counts(engine, DEMO_TENANT).items():
-        print(f"  {entity:<10} {count:>6}")
     print(
         "\nSee the runs, the asset graph and every materialization in the Dagster UI (from this folder;\n"
         "its .env points Dagster at the same home, " + os.environ["DAGSTER_HOME"] + "):\n"
@@ -63,6 +59,55 @@ def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL"
         f"  .venv/bin/hg-pipeline simulate {spec.name} --port {port or 8101}\n"
         + "".join(f"  export {var}={demo_credentials[key]}\n" for key, var in env.items())
         + "Then try: .venv/bin/hg-pipeline mapping pending demo-msp  (and: mapping show, mapping details)"
+    )
+    return 0
+
+
+def _report(database_url: str, engine, outcome) -> bool:
+    from hg_pipeline.cli import format_outcome
+
+    print(format_outcome(outcome))
+    if not outcome.success:
+        print(f"demo sync failed at {outcome.failed_step}: {outcome.reason}")
+        return False
+    print("\nrows in the warehouse " + db.safe_url(database_url) + ":")
+    for entity, count in live_counts(engine, DEMO_TENANT).items():
+        print(f"  {entity:<10} {count:>6}")
+    return True
+
+
+def _run_import_demo(database_url: str, spec: SourceSpec, log_level: str) -> int:
+    """An MSP without a PSA: the example files imported as one batch, then the full sync."""
+    from hg_pipeline.imports.batches import stage_batch
+    from hg_pipeline.imports.examples import EXAMPLES_DIR, example_files
+    from hg_pipeline.imports.files import Checked, identify
+    from hg_pipeline.orchestration.run import run_sync
+
+    engine = db.connect(database_url)
+    upgrade(engine)
+    try:
+        tenant = get_tenant(engine, DEMO_TENANT)
+        if tenant.source != spec.name:
+            print(f"tenant {DEMO_TENANT} of this database reads {tenant.source}; run the import demo on another "
+                  "database (--database-url) or remove ./.hg")
+            return 1
+    except TenantError:
+        add_tenant(engine, Tenant(tenant_id=DEMO_TENANT, name="Demo MSP (import files)", source=spec.name,
+                                  base_url=None, credentials={}, notify_email="ops@demo-msp.example"))
+        print(f"registered tenant {DEMO_TENANT} (source: import)")
+    if current_mapping(engine, DEMO_TENANT) is None:
+        store_mapping(engine, DEMO_TENANT, spec.default_document())
+        print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
+    checked = Checked([identify(path) for path in example_files()])
+    result = stage_batch(engine, DEMO_TENANT, checked.sources(), partial=False, refusal=checked.refusal)
+    print(f"imported {', '.join(f.name for f in checked.files)} from {EXAMPLES_DIR}: {result.summary()}")
+    outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=log_level)
+    if not _report(database_url, engine, outcome):
+        return 1
+    print(
+        "\nSee the runs in the Dagster UI: .venv/bin/dagster dev -w workspace.yaml  (then http://127.0.0.1:3000)\n"
+        f"Import again after editing a file: .venv/bin/hg-pipeline import {DEMO_TENANT} FILE... --sync\n"
+        "Or push records over HTTP: README, \"Import API\"."
     )
     return 0
 

@@ -1,8 +1,8 @@
 """The extract stage, whatever the source: pages in, staging and quarantine out.
 
 `extract_entity` reads one entity of a tenant through any `connectors.base.Connector`;
-`stage_pages` stages any iterable of payload pages (the coming file/API import source hands
-its own). Both:
+`stage_pages` (or a `Reading` of its own) stages any iterable of payload pages: the import
+source hands its own. Both:
 
 - normalize each payload; one the connector refuses (`RecordError`) or an id seen twice goes
   to quarantine with its reason, the rest goes on;
@@ -90,14 +90,14 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
                 mark = watermark(engine, tenant_id, entity)
                 since = None if mark is None else mark - WATERMARK_OVERLAP
             try:
-                reading = _Reading.begin(engine, tenant_id, entity, run_id, since)
+                reading = Reading.begin(engine, tenant_id, entity, run_id, since)
                 pages = connector.iter_pages(entity, since=since, previous=reading.previous,
                                              resume=reading.progress.resume_token)
                 reading.stage(pages, connector.normalize, connector.payload_id)
             except ResumeRefused as refused:
                 log.info("tenant %s: %s cannot resume (%s); reading it again from the start", tenant_id, entity,
                          refused)
-                reading = _Reading.begin(engine, tenant_id, entity, run_id, since, fresh=True)
+                reading = Reading.begin(engine, tenant_id, entity, run_id, since, fresh=True)
                 reading.stage(connector.iter_pages(entity, since=since, previous=reading.previous),
                               connector.normalize, connector.payload_id)
             present = None if since is None else set(connector.iter_ids(entity, previous=reading.previous))
@@ -116,16 +116,13 @@ def stage_pages(engine: Engine, tenant_id: str, entity: str, pages: Iterable[lis
     """Stage every page of `pages`, bad records quarantined: as a full extraction of `entity`
     (what is not among them vanishes), or with `full=False` as changes only (upserted, nothing
     vanishes)."""
-    since = None if full else datetime.now(timezone.utc)
-    reading = _Reading.begin(engine, tenant_id, entity, run_id, since, fresh=True)
-    if not full:
-        reading.result.mode = "partial"
+    reading = Reading.pushed(engine, tenant_id, entity, run_id, full=full)
     reading.stage(pages, normalize, payload_id)
     return reading.merge(None)
 
 
 @dataclass
-class _Reading:
+class Reading:
     """One read of one entity, its pages committed as they come."""
 
     engine: Engine
@@ -139,7 +136,7 @@ class _Reading:
 
     @classmethod
     def begin(cls, engine: Engine, tenant_id: str, entity: str, run_id: str, since: datetime | None, *,
-              fresh: bool = False) -> "_Reading":
+              fresh: bool = False) -> "Reading":
         now = datetime.now(timezone.utc)
         with engine.begin() as conn:
             if fresh:
@@ -154,6 +151,19 @@ class _Reading:
         # A resumed read already holds records: a PSA answering "none" for the rest proves nothing wrong.
         return cls(engine, tenant_id, entity, run_id, progress, 0 if progress.resume_token else previous, seen,
                    result)
+
+    @classmethod
+    def pushed(cls, engine: Engine, tenant_id: str, entity: str, run_id: str, *, full: bool) -> "Reading":
+        """A new read of records pushed to us (the import source): full, or changes only."""
+        reading = cls.begin(engine, tenant_id, entity, run_id, None if full else datetime.now(timezone.utc),
+                            fresh=True)
+        if not full:
+            reading.result.mode = "partial"
+        return reading
+
+    def discard(self) -> None:
+        """Forget the pages staged so far; nothing was merged."""
+        _discard(self.engine, self.tenant_id, self.entity)
 
     def stage(self, pages: Iterable[list], normalize: Normalize, payload_id: PayloadId) -> None:
         for page in pages:

@@ -78,6 +78,7 @@ EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]
 _SPACES = re.compile(r"[\t\n\r]")
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_UNUSUAL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class RecordError(ValueError):
@@ -103,6 +104,8 @@ def shown(value: object, width: int = 60) -> str:
 def clean_text(value: str, what: str, field: str) -> str:
     """`value` with tab, line feed and carriage return as spaces; RecordError for any other
     control character or a lone surrogate."""
+    if _UNUSUAL.search(value) is None:  # nearly every value: one scan
+        return value
     if _SPACES.search(value):
         value = _SPACES.sub(" ", value).strip()
     bad = _FORBIDDEN.search(value)

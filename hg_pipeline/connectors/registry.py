@@ -118,9 +118,10 @@ def simulated() -> tuple[str, ...]:
 
 
 def demo_ready() -> tuple[str, ...]:
-    """The sources with a simulator, a connector and a default mapping: what `demo` can run."""
+    """The sources with a default mapping and a simulator and connector (or example files, for a
+    pushed source): what `demo` can run."""
     return tuple(name for name, spec in SOURCES.items()
-                 if spec.simulator and spec.connector and spec.default_mapping)
+                 if spec.default_mapping and (spec.pushed or (spec.simulator and spec.connector)))
 
 
 def every_credential_key() -> frozenset[str]:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 
-from hg_pipeline.extract import stage_pages
+from hg_pipeline.extract import Reading, stage_pages
 from hg_pipeline.imports.formats import IMPORT_ENTITIES
 from hg_pipeline.imports.normalize import REFERENCES, normalize, record_key, reference_records
 from hg_pipeline.warehouse import locks
@@ -130,8 +130,14 @@ def commit_landed(engine: Engine, tenant_id: str, batch_id: int) -> BatchResult:
 
 
 def stage_batch(engine: Engine, tenant_id: str, sources: Mapping[str, Pages], *, partial: bool,
-                origin: str = "files", batch_id: int | None = None) -> BatchResult:
-    """Stage every entity of `sources` (already validated) as one batch, under the tenant lock."""
+                origin: str = "files", batch_id: int | None = None,
+                refusal: Callable[[], Exception | None] = lambda: None) -> BatchResult:
+    """Stage every entity of `sources` as one batch, under the tenant lock.
+
+    Each entity's pages go first into the extraction under way (`raw_inflight`, where no map
+    stage reads), checked as they stream by; `refusal()` is then asked whether the checks found
+    anything: if so, everything read is discarded and that exception raised (nothing staged);
+    else every entity is merged into staging."""
     if batch_id is None:
         batch_id = open_batch(engine, tenant_id, origin, partial)
     _set_status(engine, batch_id, "staging")
@@ -139,13 +145,19 @@ def stage_batch(engine: Engine, tenant_id: str, sources: Mapping[str, Pages], *,
     run_id = f"import-batch-{batch_id}"
     try:
         with locks.held(engine, locks.tenant_lock_name(tenant_id), wait_seconds=LOCK_WAIT_SECONDS):
-            for entity in IMPORT_ENTITIES:
-                if entity in sources:
-                    _stage_entity(engine, tenant_id, entity, sources[entity], partial, run_id, result)
+            readings = [_read(engine, tenant_id, entity, sources[entity], partial, run_id)
+                        for entity in IMPORT_ENTITIES if entity in sources]
+            refused = refusal()
+            if refused is not None:
+                for reading, _ in readings:
+                    reading.discard()
+                raise refused
+            for reading, names in readings:
+                _merge(engine, tenant_id, reading, names, partial, run_id, result)
     except locks.LockBusy:
         _set_status(engine, batch_id, "failed", error="a sync of the tenant kept running")
         raise BatchError(f"tenant {tenant_id}: a sync has been running for over {LOCK_WAIT_SECONDS:.0f} s; "
-                           "import again when it ends") from None
+                         "import again when it ends") from None
     except Exception as exc:
         _set_status(engine, batch_id, "failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
@@ -153,8 +165,9 @@ def stage_batch(engine: Engine, tenant_id: str, sources: Mapping[str, Pages], *,
     return result
 
 
-def _stage_entity(engine: Engine, tenant_id: str, entity: str, pages: Pages, partial: bool, run_id: str,
-                  result: BatchResult) -> None:
+def _read(engine: Engine, tenant_id: str, entity: str, pages: Pages, partial: bool,
+          run_id: str) -> tuple[Reading, set[str]]:
+    """The entity's pages in the extraction under way, and the type or category names they use."""
     reference = REFERENCES.get(entity)
     names: set[str] = set()
 
@@ -164,10 +177,18 @@ def _stage_entity(engine: Engine, tenant_id: str, entity: str, pages: Pages, par
                 names.update(record[reference[1]] for record in page if record.get(reference[1]))
             yield page
 
-    staged = stage_pages(engine, tenant_id, entity, noting(pages()), normalize, _payload_id(entity), run_id,
-                         full=not partial)
+    reading = Reading.pushed(engine, tenant_id, entity, run_id, full=not partial)
+    reading.stage(noting(pages()), normalize, _payload_id(entity))
+    return reading, names
+
+
+def _merge(engine: Engine, tenant_id: str, reading: Reading, names: set[str], partial: bool, run_id: str,
+           result: BatchResult) -> None:
+    entity = reading.entity
+    staged = reading.merge(None)
     result.staged[entity] = staged.counts.received
     result.vanished[entity] = staged.counts.vanished
+    reference = REFERENCES.get(entity)
     if reference:
         ref_entity = reference[0]
         staged = stage_pages(engine, tenant_id, ref_entity, [reference_records(ref_entity, names)],

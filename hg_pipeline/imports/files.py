@@ -11,16 +11,18 @@ A file holds one entity, named by the start of its file name (`companies.csv`,
 - `.json`: an array of objects, read whole (use JSON Lines for files of more than
   `JSON_ARRAY_LIMIT` bytes).
 
-`check_files` reads every file completely and reports every problem (up to `MAX_PROBLEMS`),
-each as one line with file, line, column or field, and reason; `pages` reads a checked file
-again as pages of typed records for staging.
+Files are read once: `Checked.pages` checks every record as it streams by and hands the
+good ones on in pages for staging (into the extraction under way, which no map stage reads);
+after the first problem it stages nothing more but reads on, so that every problem (up to
+`MAX_PROBLEMS`) is reported, each as one line with file, line, column or field, and reason,
+and the import is refused with nothing staged (`Checked.refusal`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,11 +82,15 @@ def identify(path: str | Path) -> ImportFile:
 
 @dataclass
 class Checked:
-    """What `check_files` found: records per entity, or problems."""
+    """Every record of a set of files checked as it streams by: records per entity, problems,
+    and the ids given so far (unique per entity across the files)."""
 
+    files: list[ImportFile]
     records: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     more: int = 0  # problems beyond MAX_PROBLEMS
+    # entity -> id -> (file number, position) where it was first given: small, for a million ids
+    seen: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
 
     def problem(self, text: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -92,51 +98,55 @@ class Checked:
         else:
             self.more += 1
 
+    def refusal(self) -> FileRefused | None:
+        return FileRefused(self.problems, self.more) if self.problems else None
+
+    def sources(self) -> dict[str, Callable[[], Iterator[list[dict]]]]:
+        """entity -> its pages, as `batches.stage_batch` takes them."""
+        return {entity: (lambda entity=entity: self.pages(entity))
+                for entity in dict.fromkeys(f.entity for f in self.files)}
+
+    def pages(self, entity: str) -> Iterator[list[dict]]:
+        """The typed records of `entity`'s files, PAGE_SIZE at a time, for as long as no problem
+        has been found; every record is read and checked either way."""
+        page: list[dict] = []
+        ids = self.seen.setdefault(entity, {})
+        for number, f in enumerate(self.files):
+            if f.entity != entity:
+                continue
+            for position, where, raw, text_values in _raw_records(f, self):
+                record, problems = check(entity, raw, text_values=text_values)
+                if problems:
+                    for problem in problems:
+                        self.problem(f"{f.name}, {where(problem.field)}: {problem.reason}")
+                    continue
+                key = record_key(entity, record)
+                first = ids.get(key)
+                if first is not None:
+                    what = "id" if "id" in record else "company_id, product_id, month and currency"
+                    unit = "line" if self.files[first[0]].kind != "json" else "record"
+                    self.problem(f"{f.name}, {where('id' if 'id' in record else None)}: {what} {key!r} "
+                                 f"given twice (first in {self.files[first[0]].name}, {unit} {first[1]})")
+                    continue
+                ids[key] = (number, position)
+                self.records[entity] = self.records.get(entity, 0) + 1
+                if self.problems:
+                    continue  # nothing more is staged: the import will be refused
+                page.append(record)
+                if len(page) >= PAGE_SIZE:
+                    yield page
+                    page = []
+        if page and not self.problems:
+            yield page
+
 
 def check_files(files: list[ImportFile]) -> Checked:
-    """Read every file completely; every record checked, ids unique per entity across files."""
-    checked = Checked()
-    # entity -> id -> (file number, position) where it was first given: small, for a million ids
-    seen: dict[str, dict[str, tuple[int, int]]] = {}
-    for number, f in enumerate(files):
-        ids = seen.setdefault(f.entity, {})
-        count = 0
-        for position, where, raw, text_values in _raw_records(f, checked):
-            record, problems = check(f.entity, raw, text_values=text_values)
-            if problems:
-                for problem in problems:
-                    checked.problem(f"{f.name}, {where(problem.field)}: {problem.reason}")
-                continue
-            key = record_key(f.entity, record)
-            first = ids.get(key)
-            if first is not None:
-                what = "id" if "id" in record else "company_id, product_id, month and currency"
-                unit = "line" if files[first[0]].kind != "json" else "record"
-                checked.problem(f"{f.name}, {where('id' if 'id' in record else None)}: {what} {key!r} "
-                                f"given twice (first in {files[first[0]].name}, {unit} {first[1]})")
-                continue
-            ids[key] = (number, position)
-            count += 1
-        checked.records[f.entity] = checked.records.get(f.entity, 0) + count
+    """Read and check every file completely, staging nothing."""
+    checked = Checked(files)
+    for entity in checked.sources():
+        for _ in checked.pages(entity):
+            pass
     return checked
-
-
-def pages(f: ImportFile) -> Iterator[list[dict]]:
-    """The typed records of a checked file, PAGE_SIZE at a time."""
-    page: list[dict] = []
-    unused = Checked()
-    for _, _, raw, text_values in _raw_records(f, unused):
-        record, problems = check(f.entity, raw, text_values=text_values)
-        if problems:  # the file changed since it was checked
-            raise FileRefused([f"{f.name}: changed while it was imported ({problems[0]})"])
-        page.append(record)
-        if len(page) >= PAGE_SIZE:
-            yield page
-            page = []
-    if unused.problems:
-        raise FileRefused([f"{f.name}: changed while it was imported ({unused.problems[0]})"])
-    if page:
-        yield page
 
 
 def _raw_records(f: ImportFile, checked: Checked) -> Iterator[tuple]:

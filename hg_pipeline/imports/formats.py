@@ -49,8 +49,11 @@ class Format:
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+
     def field(self, name: str) -> Field | None:
-        return next((f for f in self.fields if f.name == name), None)
+        return self.by_name.get(name)
 
 
 def _limit(entity: str, field: str) -> int:

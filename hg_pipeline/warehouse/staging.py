@@ -18,12 +18,13 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
-from hg_pipeline.warehouse.bulk import copy_rows, distinct_from, plain_rows, qualified
+from hg_pipeline.warehouse.bulk import copy_rows, distinct_from, is_postgres, plain_rows, qualified
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
 _INFLIGHT = ("tenant_id", "entity", "psa_id", "payload", "record")
 _RAW = ("tenant_id", "entity", "psa_id", "payload", "record", "first_seen_at", "last_seen_at", "seen_run_id")
 
+ANALYZE_AFTER_NEW = 10_000  # new staged records after which staging's statistics are refreshed
 
 @dataclass
 class StageCounts:
@@ -129,6 +130,10 @@ def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, s
               f" AND r.psa_id = i.psa_id WHERE {where}")
     differs = f"(r.payload {ne} i.payload OR r.record {ne} i.record OR r.vanished_at IS NOT NULL)"
     params = {"tenant": tenant_id, "entity": entity, "now": started_at, "run": run_id}
+    if is_postgres(conn):
+        # Fresh statistics, or PostgreSQL joins a read of 100,000 records to staging that grew
+        # since autovacuum last looked as if both held a handful: a nested loop, minutes long.
+        conn.execute(text(f"ANALYZE {inflight}"))
     received, new, changed = conn.execute(text(
         f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.psa_id IS NULL THEN 1 ELSE 0 END), 0),"
         f" COALESCE(SUM(CASE WHEN r.psa_id IS NOT NULL AND {differs} THEN 1 ELSE 0 END), 0) {joined}"
@@ -143,6 +148,8 @@ def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, s
             " record = excluded.record, last_seen_at = excluded.last_seen_at,"
             " seen_run_id = excluded.seen_run_id, vanished_at = NULL"
         ), params)
+        if is_postgres(conn) and counts.new >= ANALYZE_AFTER_NEW:
+            conn.execute(text(f"ANALYZE {raw}"))
     if full:
         counts.vanished = conn.execute(text(
             f"UPDATE {raw} SET vanished_at = :now WHERE tenant_id = :tenant AND entity = :entity"

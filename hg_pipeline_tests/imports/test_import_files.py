@@ -13,7 +13,7 @@ from hg_pipeline.cli import main
 from hg_pipeline.imports import formats
 from hg_pipeline.imports.validate import check
 from hg_pipeline.warehouse.mappings import store_mapping
-from hg_pipeline.warehouse.tables import companies, contacts, import_batches, products, raw_records
+from hg_pipeline.warehouse.tables import companies, contacts, import_batches, products, raw_inflight, raw_records
 
 MAPPING = """
 companies:
@@ -76,8 +76,10 @@ def test_a_bad_csv_names_line_and_column_and_stages_nothing(cli, warehouse, tmp_
                      "(email): 'bob-at-example' is not an e-mail address (and 1 more problem)")
     assert rest == ["  contacts.csv, line 5, column 5 (inactive): 'maybe' is not true or false (true/false, yes/no, 1/0)"]
     assert staged(warehouse, "companies") == {}  # the good file is not staged either
-    with warehouse.connect() as conn:
-        assert conn.execute(select(import_batches)).all() == []
+    with warehouse.connect() as conn:  # the refusal is on record; the read pages are gone
+        assert conn.execute(select(import_batches.c.status, import_batches.c.error)).all() == [
+            ("failed", first.removeprefix("hg-pipeline: tenant nopsa: import refused, nothing staged: "))]
+        assert conn.execute(select(raw_inflight)).all() == []
 
 
 def test_header_problems_and_broken_files_are_named(cli, tmp_path):
@@ -119,7 +121,7 @@ def test_quoting_bom_separators_empty_cells_and_unicode(cli, warehouse, tmp_path
     ]
     code, out, err = cli("import", "nopsa", *files)
     assert code == 0, err
-    assert "batch 1 staged (full): 2 companies, 2 company_types, 1 contacts, 1 contact_types, 1 products, " \
+    assert " staged (full): 2 companies, 2 company_types, 1 contacts, 1 contact_types, 1 products, " \
            "2 product_categories" in out
     assert staged(warehouse, "companies") == {
         "1": {"id": "1", "name": "Acme; Ltd", "type": "Customer"},  # the empty status cell is no value
@@ -234,3 +236,44 @@ def test_the_json_schema_and_the_validator_agree_on_field_types(entity):
             assert ours is None, (record, "accepted by us, refused by the schema")
         elif ours is None:
             assert [p.field for p in problems] == [None], (record, problems)
+
+
+def test_the_shipped_examples_are_the_demo_dataset_and_the_import_demo_loads_them(pg_url, warehouse, tmp_path,
+                                                                                 monkeypatch, capsys):
+    from hg_pipeline.imports.examples import example_files, write_examples
+    from hg_pipeline.warehouse.load import live_counts
+
+    fresh = write_examples(tmp_path / "examples")
+    assert [p.name for p in sorted(fresh)] == [p.name for p in example_files()]
+    for written, shipped in zip(sorted(fresh), example_files()):
+        assert written.read_bytes() == shipped.read_bytes(), shipped.name
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["demo", "--source", "import", "--database-url", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert "registered tenant demo-msp (source: import)" in out and "full sync of demo-msp: success" in out
+    counts = live_counts(warehouse, "demo-msp")
+    assert counts["companies"] == 39 and counts["assets"] == 120 and counts["members"] == 12
+    spend = staged_of(warehouse, "demo-msp", "spend")
+    assert len(spend) == sum(1 for _ in open(example_files()[-1], encoding="utf-8")) - 1
+
+
+def test_bench_import_prints_time_and_peak_rss_against_the_floor(pg_url, warehouse):
+    import io
+
+    from hg_pipeline.bench_import import bench_import
+
+    out = io.StringIO()
+    figures = bench_import(pg_url, out, rows=3_000)
+    text = out.getvalue()
+    assert "floor (COPY of the file into a plain table)" in text and "goal: peak RSS below 500 MB" in text
+    assert figures["first import"]["maxrss_mb"] > 0
+    assert "3,000 spend" in figures["first import"]["output"]
+    assert "3,000 spend" in figures["same file again"]["output"]
+    assert len(staged_of(warehouse, "bench-import", "spend")) == 3_000
+
+
+def staged_of(warehouse, tenant_id: str, entity: str) -> set[str]:
+    with warehouse.connect() as conn:
+        return set(conn.scalars(select(raw_records.c.psa_id).where(
+            raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity,
+            raw_records.c.vanished_at.is_(None))))
