@@ -14,6 +14,7 @@ import sys
 
 from hg_pipeline import secrets
 from hg_pipeline.connectors.registry import SOURCES, demo_ready
+from hg_pipeline.mapping.smart.commands import add_commands as add_smart_commands
 from hg_pipeline.warehouse import db
 
 
@@ -546,7 +547,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("tenant")
     p.add_argument("entity")
     p.add_argument("psa_id")
-    __import__("hg_pipeline.mapping.smart.commands", fromlist=["add_commands"]).add_commands(mapping, command)
+    add_smart_commands(mapping, command)  # mapping suggest, mapping evaluate
 
     p = command(sub, "sync", cmd_sync, "run a sync of one tenant through Dagster, in this process")
     p.add_argument("tenant")
