@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from hg_pipeline.connectors import discovery
+from hg_pipeline.connectors import cw_spend, discovery
 from hg_pipeline.connectors.auth import BasicAuth
 from hg_pipeline.connectors.base import Endpoint, HttpConnector
 from hg_pipeline.connectors.http import (
@@ -91,6 +91,7 @@ _LABELS = {
     "company_types": "company type", "contact_types": "contact type", "product_categories": "product category",
     "companies": "company", "contacts": "contact", "products": "product", "members": "member",
     "assets": "configuration",
+    "spend": "spend line",
 }
 
 
@@ -106,6 +107,9 @@ class ConnectWiseConnector(HttpConnector):
     source = "connectwise"
     payload_id = staticmethod(payload_id)
     page_threads = "cw-page"  # the threads of its pages in flight (paginators.concurrently)
+    reads_spend = True  # iter_pages("spend"): agreements' additions and invoiced items (cw_spend.py)
+    spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
+    spend_months = cw_spend.SPEND_MONTHS
 
     def __init__(
         self,
@@ -182,7 +186,10 @@ class ConnectWiseConnector(HttpConnector):
     # -- reading -------------------------------------------------------------------------
 
     def supports_incremental(self, entity: str) -> bool:
-        """Whether every endpoint of `entity` has a change field (all do: `lastUpdated`)."""
+        """Whether every endpoint of `entity` has a change field (all do: `lastUpdated`); spend is
+        always read whole (its lines depend on the month)."""
+        if entity == "spend":
+            return False
         return all(endpoint.change_field for endpoint in _endpoints(entity))
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
@@ -193,6 +200,9 @@ class ConnectWiseConnector(HttpConnector):
         `previous`: how many records of `entity` the last extraction staged; a full read that
         gets nothing back without a readable count is then incomplete.
         """
+        if entity == "spend":
+            yield from cw_spend.spend_pages(self, cw_spend.window(self.spend_until, self.spend_months))
+            return
         params: dict[str, object] = {}
         if since is not None:
             op = ">=" if self.since_inclusive else ">"
@@ -458,4 +468,5 @@ _NORMALIZERS = {
     "products": _product,
     "members": _member,
     "assets": _asset,
+    "spend": cw_spend.normalize_line,
 }

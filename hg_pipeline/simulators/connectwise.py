@@ -89,7 +89,12 @@ ENDPOINTS: dict[str, str] = {
     "/system/members": "members",
     "/company/configurations": "configurations",
     "/company/configurations/types": "configuration_types",
+    "/finance/agreements": "agreements",
+    "/finance/invoices": "invoices",
+    "/procurement/products": "product_items",
 }
+# An agreement's additions: `/finance/agreements/{id}/additions` (and its /count).
+_ADDITIONS = re.compile(r"/finance/agreements/(?P<id>\d+)/additions(?P<count>/count)?")
 
 
 # --- conditions ------------------------------------------------------------------------
@@ -240,13 +245,19 @@ class ConnectWiseSimulator(SimulatorBase):
         self._authenticate(request)
         counting = endpoint.endswith("/count")
         kind = ENDPOINTS.get(endpoint[: -len("/count")] if counting else endpoint)
+        agreement = _ADDITIONS.fullmatch(endpoint)
+        if agreement:
+            kind = "agreement_additions"
+            if not any(a["id"] == int(agreement["id"]) for a in self.dataset.agreements):
+                raise ApiError(404, "NotFound", f"Agreement {agreement['id']} not found")
         if kind is None:
             raise ApiError(404, "NotFound", f"{endpoint} is not a known endpoint")
         try:
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         except ValueError:
             raise ApiError(400, "InvalidObject", "query string cannot be parsed") from None
-        return self._list(kind, endpoint, query, request, counting)
+        return self._list(kind, endpoint, query, request, counting,
+                          parent=int(agreement["id"]) if agreement else None)
 
     def _authenticate(self, request) -> None:
         given = request.headers.get("Authorization", "")
@@ -268,7 +279,8 @@ class ConnectWiseSimulator(SimulatorBase):
             "SiteUrl": host,
         }
 
-    def _list(self, kind: str, endpoint: str, query: dict[str, str], request, counting: bool):
+    def _list(self, kind: str, endpoint: str, query: dict[str, str], request, counting: bool,
+              parent: int | None = None):
         conditions = query.get("conditions", "").strip()
         predicate = parse_conditions(conditions) if conditions else None
         order = self._order(query.get("orderBy", "").strip())
@@ -276,6 +288,9 @@ class ConnectWiseSimulator(SimulatorBase):
         if forward_only and order is not None and order != ("id", False):
             raise ApiError(400, "InvalidObject", "orderBy is not allowed with forward-only pagination")
         records, ids = self._snapshot(kind)
+        if parent is not None:  # one agreement's additions
+            records = [r for r in records if r["agreementId"] == parent]
+            ids = [r["id"] for r in records]
         floor = _ID_FLOOR.search(conditions)
         if floor:  # `id>N` starts past N at once (ids are sorted), as the vendor's index would
             start = self._after(ids, int(floor["id"]))

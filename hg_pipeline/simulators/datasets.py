@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 
+from hg_pipeline.simulators.billing import generate_billing
+
 BASE_TIME = datetime(2026, 1, 1, tzinfo=timezone.utc)
 _BASE_TS = int(BASE_TIME.timestamp())
 _HISTORY_SECONDS = 3 * 365 * 86400  # records were entered during the three years before BASE_TIME
@@ -27,6 +29,9 @@ ENDPOINT_KINDS = (
     "company_types", "companies", "contact_types", "contacts", "categories", "subcategories",
     "catalog", "members", "configuration_types", "configurations",
 )
+# What the MSP bills (simulators/billing.py): kept apart so that `counts()` stays the PSA's
+# record lists the sync has always read.
+BILLING_KINDS = ("agreements", "agreement_additions", "invoices", "product_items")
 
 SIZES = {
     "small": {"companies": 40, "contacts": 150, "catalog": 60, "members": 12, "configurations": 120},
@@ -388,9 +393,13 @@ class Dataset:
     members: list[dict] = field(default_factory=list)
     configuration_types: list[dict] = field(default_factory=list)
     configurations: list[dict] = field(default_factory=list)
+    agreements: list[dict] = field(default_factory=list)
+    agreement_additions: list[dict] = field(default_factory=list)  # each with its `agreementId`
+    invoices: list[dict] = field(default_factory=list)
+    product_items: list[dict] = field(default_factory=list)
 
     def records(self, kind: str) -> list[dict]:
-        if kind not in ENDPOINT_KINDS:
+        if kind not in ENDPOINT_KINDS and kind not in BILLING_KINDS:
             raise KeyError(f"unknown endpoint kind {kind!r}")
         return getattr(self, kind)
 
@@ -451,6 +460,7 @@ class _Generator:
         self.catalog()
         self.members()
         self.configurations()
+        generate_billing(self.dataset, self.dataset.seed)  # its own random draws, after all of the above
         return self.dataset
 
     # -- reference lists ---------------------------------------------------------------

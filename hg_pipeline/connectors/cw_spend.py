@@ -1,0 +1,182 @@
+"""ConnectWise spend: what each client pays, as the spend lines of `entities.NORMALIZED_FIELDS["spend"]`.
+
+Two sources (psa-api-notes 1.6), read within a window of months (`SPEND_MONTHS`, the current
+month and the eleven before it, unless the connector is given `spend_until`):
+
+- recurring lines: every *Active* agreement (`GET /finance/agreements`, conditions
+  `agreementStatus="Active"`) and its additions (`GET /finance/agreements/{id}/additions`, one
+  call per agreement: the N+1 go through the connector's rate-limited HTTP core like every
+  other request). An addition gives one line per month of the window in which it is billed:
+  `billCustomer` is `Billable`, the month lies between the agreement's start and end months
+  (no end with `noEndingDateFlag`), and the addition is effective in it (its `effectiveDate`
+  month or later, before its `cancelledDate` month). The amount is the addition's `extPrice`
+  (quantity x unit price) per billing cycle, turned into a monthly amount for a non-monthly
+  cycle (rounded half up to the cent);
+- one-off lines: the product items sold on an invoice (`GET /procurement/products` with an
+  `invoice`, no `agreement`, not cancelled; what an agreement invoice bills is already counted
+  by the additions), dated by their invoice (`GET /finance/invoices`): quantity x price in the
+  invoice's month, when that month is in the window.
+
+The currency is the agreement's or invoice's `currency.currencyCode` when the PSA gives one,
+else `DEFAULT_CURRENCY` (the simulated MSP bills in US dollars).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from hg_pipeline.connectors.base import Endpoint, Page
+from hg_pipeline.connectors.paginators import Request, read
+from hg_pipeline.connectors.records import RecordError, id_text, text_value
+
+SPEND_MONTHS = 12
+DEFAULT_CURRENCY = "USD"
+CENT = Decimal("0.01")
+CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "semi-annual": 6, "annual": 12, "yearly": 12}
+
+AGREEMENTS = Endpoint("spend", "finance/agreements", paginator="counted_pages")
+INVOICES = Endpoint("spend", "finance/invoices", paginator="counted_pages")
+PRODUCT_ITEMS = Endpoint("spend", "procurement/products", paginator="counted_pages")
+
+
+def window(until: str | None = None, months: int = SPEND_MONTHS) -> list[str]:
+    """The months ("YYYY-MM") of the window ending with `until` (default: this month, UTC), oldest first."""
+    if until is None:
+        until = datetime.now(timezone.utc).strftime("%Y-%m")
+    year, month = int(until[:4]), int(until[5:7])
+    last = year * 12 + month - 1
+    return [f"{index // 12:04d}-{index % 12 + 1:02d}" for index in range(last - months + 1, last + 1)]
+
+
+def _month(value: object) -> str | None:
+    """"YYYY-MM" of a ConnectWise date ("2025-03-01T00:00:00Z"), None when absent or unreadable."""
+    if isinstance(value, str) and len(value) >= 7 and value[4] == "-" and value[:4].isdigit() and value[5:7].isdigit():
+        return value[:7]
+    return None
+
+
+def _currency(record: Mapping) -> str:
+    currency = record.get("currency")
+    code = currency.get("currencyCode") if isinstance(currency, Mapping) else None
+    return code if isinstance(code, str) and len(code) == 3 else DEFAULT_CURRENCY
+
+
+def billed_months(agreement: Mapping, addition: Mapping, months: list[str]) -> list[str]:
+    """The months of `months` in which `addition` of `agreement` is billed (see the module rule)."""
+    if addition.get("billCustomer", "Billable") != "Billable":
+        return []
+    start = _month(agreement.get("startDate"))
+    end = None if agreement.get("noEndingDateFlag") else _month(agreement.get("endDate"))
+    effective = _month(addition.get("effectiveDate")) or start
+    cancelled = _month(addition.get("cancelledDate"))
+    return [m for m in months
+            if (start is None or start <= m) and (end is None or m <= end)
+            and (effective is None or effective <= m) and (cancelled is None or m < cancelled)]
+
+
+def spend_pages(connector, months: list[str]) -> Iterator[Page]:
+    """Pages of line payloads: an agreements page's additions expanded into months, then the
+    invoiced product items. Each payload: `id` (the line's psa_id), `month`, and what it comes from."""
+    def additions(agreement: Mapping) -> list[dict]:
+        agreement_id = id_text(agreement.get("id"), "agreement")
+        url = connector.api_root + f"finance/agreements/{agreement_id}/additions"
+        request: Request | None = Request(url, {"orderBy": "id asc", "pageSize": connector.page_size})
+        found = []
+        while request is not None:
+            answer = connector.fetch(AGREEMENTS, request)
+            found.extend(answer.records)
+            request = answer.next
+        return found
+
+    def request_of(endpoint: Endpoint, conditions: str | None = None) -> Request:
+        params = {"orderBy": "id asc", "pageSize": connector.page_size}
+        if conditions:
+            params["conditions"] = conditions
+        return Request(connector.api_root + endpoint.path, params)
+
+    with ThreadPoolExecutor(max_workers=connector.concurrency, thread_name_prefix="cw-additions") as pool:
+        for _, page in read(connector, (AGREEMENTS,), lambda e: request_of(e, 'agreementStatus="Active"')):
+            lines = []
+            agreements = [a for a in page if isinstance(a, Mapping)]
+            for agreement, found in zip(agreements, pool.map(additions, agreements)):
+                head = {key: agreement.get(key) for key in ("id", "name", "company", "billingCycle", "currency")}
+                for addition in found:
+                    if not isinstance(addition, Mapping):
+                        continue
+                    for month in billed_months(agreement, addition, months):
+                        lines.append({"id": f"add-{addition.get('id')}-{month}", "month": month,
+                                      "agreement": head, "addition": addition})
+            yield Page(lines)
+    invoices = {}
+    for _, page in read(connector, (INVOICES,), request_of):
+        for invoice in page:
+            if isinstance(invoice, Mapping) and _month(invoice.get("date")) in months:
+                invoices[invoice.get("id")] = {key: invoice.get(key) for key in
+                                               ("id", "invoiceNumber", "date", "currency")}
+    for _, page in read(connector, (PRODUCT_ITEMS,), request_of):
+        lines = []
+        for item in page:
+            if not isinstance(item, Mapping) or item.get("agreement") or item.get("cancelledFlag"):
+                continue
+            invoice = invoices.get((item.get("invoice") or {}).get("id"))
+            if invoice is not None:
+                lines.append({"id": f"item-{item.get('id')}", "month": _month(invoice["date"]), "invoice": invoice,
+                              "item": item})
+        yield Page(lines)
+
+
+def _decimal(value: object, what: str, field: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RecordError(f"{what}: {field} is not a number")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise RecordError(f"{what}: {field} is not a number") from None
+    if not number.is_finite():
+        raise RecordError(f"{what}: {field} is not a number")
+    return number
+
+
+def normalize_line(payload: Mapping) -> dict:
+    psa_id = payload.get("id")
+    what = f"spend line {psa_id}"
+    if not isinstance(psa_id, str) or not psa_id:
+        raise RecordError("spend line: id is missing")
+    if "addition" in payload:
+        agreement, addition = payload["agreement"], payload["addition"]
+        cycle = (agreement.get("billingCycle") or {}).get("name") or "Monthly"
+        per_month = CYCLE_MONTHS.get(str(cycle).replace(" ", "").lower())
+        if per_month is None:
+            raise RecordError(f"{what}: billing cycle {cycle!r} is not one this pipeline reads")
+        if addition.get("extPrice") is not None:
+            amount = _decimal(addition["extPrice"], what, "extPrice")
+        else:
+            amount = _decimal(addition.get("quantity"), what, "quantity") * _decimal(addition.get("unitPrice"),
+                                                                                      what, "unitPrice")
+        amount /= per_month
+        company = agreement.get("company")
+        product = addition.get("product")
+        currency = _currency(agreement)
+        description = text_value(addition, "description", what)
+    else:
+        item, invoice = payload["item"], payload["invoice"]
+        amount = _decimal(item.get("quantity"), what, "quantity") * _decimal(item.get("price"), what, "price")
+        company = item.get("company")
+        product = item.get("catalogItem")
+        currency = _currency(invoice)
+        description = text_value(item, "description", what)
+    if not isinstance(company, Mapping):
+        raise RecordError(f"{what}: company is missing")
+    return {
+        "psa_id": psa_id,
+        "company_psa_id": id_text(company.get("id"), f"{what} company"),
+        "product_psa_id": id_text(product.get("id"), f"{what} product") if isinstance(product, Mapping) else None,
+        "category": None,
+        "month": payload["month"],
+        "amount": str(amount.quantize(CENT, rounding=ROUND_HALF_UP)),
+        "currency": currency,
+        "description": description,
+    }
