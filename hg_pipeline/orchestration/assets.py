@@ -142,6 +142,10 @@ def extract_asset(entity: str) -> AssetsDefinition:
             connector = psa.connector_for(tenant)
         except (TenantError, CredentialError, ValueError) as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
+        if entity == "spend" and not getattr(connector, "reads_spend", False):
+            connector.close()  # nothing staged: the spend stages derive an empty spend
+            return MaterializeResult(metadata={"tenant": tenant_id, "mode": "not read", "received": 0,
+                                               "note": f"spend is not read from {source(tenant.source).title} yet"})
         try:
             result = extract_entity(engine, tenant, entity, connector, context.run_id, config.incremental)
         except ExtractError as exc:
@@ -319,4 +323,9 @@ reference_assets = [extract_asset(entity) for entity in REFERENCE_ENTITIES]
 entity_assets = [
     stage(entity) for entity in LOADED_ENTITIES for stage in (extract_asset, map_asset, load_asset)
 ]
-all_assets = [*reference_assets, *entity_assets, mapping_worklist]
+spend_raw = extract_asset("spend")
+all_assets = [*reference_assets, *entity_assets, mapping_worklist, spend_raw]
+
+from hg_pipeline.orchestration.spend_assets import spend_load, spend_mapped  # noqa: E402 - uses this module's helpers
+
+all_assets += [spend_mapped, spend_load]
