@@ -152,8 +152,11 @@ def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, s
             conn.execute(text(f"ANALYZE {raw}"))
     if full:
         counts.vanished = conn.execute(text(
+            # NOT EXISTS, an anti-join: NOT IN over a million ids that outgrow work_mem is a
+            # subplan scanned once per staged row.
             f"UPDATE {raw} SET vanished_at = :now WHERE tenant_id = :tenant AND entity = :entity"
-            f" AND vanished_at IS NULL AND psa_id NOT IN (SELECT i.psa_id FROM {inflight} i WHERE {where})"
+            f" AND vanished_at IS NULL AND NOT EXISTS (SELECT 1 FROM {inflight} i WHERE {where}"
+            f" AND i.psa_id = {raw}.psa_id)"
         ), params).rowcount
     discard_progress(conn, tenant_id, entity)
     return counts
