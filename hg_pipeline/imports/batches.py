@@ -26,7 +26,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from hg_pipeline.extract import Reading, stage_pages
 from hg_pipeline.imports.formats import IMPORT_ENTITIES
-from hg_pipeline.imports.normalize import REFERENCES, normalize, record_key, reference_records
+from hg_pipeline.imports.normalize import REFERENCES, normalize_checked, record_key, reference_records
 from hg_pipeline.warehouse import locks
 from hg_pipeline.warehouse.bulk import copy_rows, qualified
 from hg_pipeline.warehouse.staging import json_text
@@ -178,7 +178,7 @@ def _read(engine: Engine, tenant_id: str, entity: str, pages: Pages, partial: bo
             yield page
 
     reading = Reading.pushed(engine, tenant_id, entity, run_id, full=not partial)
-    reading.stage(noting(pages()), normalize, _payload_id(entity))
+    reading.stage(noting(pages()), normalize_checked, _payload_id(entity))
     return reading, names
 
 

@@ -22,6 +22,12 @@ def normalize(entity: str, record: Mapping) -> dict:
     return check_record(entity, build(record), what)
 
 
+def normalize_checked(entity: str, record: Mapping) -> dict:
+    """The normalized record of a record `validate.check` accepted (which normalized it once
+    already: its text is clean and fits)."""
+    return _BUILDERS[entity](record)
+
+
 def reference_records(entity: str, names: Iterable[str]) -> list[dict]:
     """The normalized type or category records of the names `entity`'s records use: a type is
     known by its name, a category by its path ("Hardware", "Hardware/Laptops")."""
