@@ -85,7 +85,7 @@ def derive_spend(engine: Engine, tenant_id: str) -> DerivedSpend:
                 product_distributions.c.product_id, product_distributions.c.category_id, product_distributions.c.pct)
                 .where(product_distributions.c.tenant_id == tenant_id)
                 .order_by(product_distributions.c.product_id, product_distributions.c.pct.desc(),
-                          product_distributions.c.category_id)):
+                          product_distributions.c.category_id)):  # a stable order
             shares[product_id].append((category_id, pct))
         t = mapping_decisions
         not_mapped = plain_rows(conn, select(t.c.entity, t.c.psa_id, t.c.outcome, t.c.reason).where(
@@ -128,6 +128,9 @@ def derive_spend(engine: Engine, tenant_id: str) -> DerivedSpend:
             split = shares.get(product_id)
             if split:
                 out.split_lines += 1
+                # the product's own category (its largest share, first in the document on ties) first:
+                # it gets the odd cent when the remainders tie
+                split = sorted(split, key=lambda share: share[0] != category_id)
                 for part_category, part in split_amount(amount, split):
                     out.rows.append((company_id, part_category, product_id, month, part, currency, line_id))
             elif category_id:
