@@ -25,37 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from hg_pipeline.connectors.base import Endpoint, Page
 from hg_pipeline.connectors.paginators import Request, read
 from hg_pipeline.connectors.records import RecordError, id_text, text_value
+from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, SPEND_MONTHS, cents, decimal, window  # noqa: F401
+from hg_pipeline.connectors.spend_lines import month_of as _month
 
-SPEND_MONTHS = 12
-DEFAULT_CURRENCY = "USD"
-CENT = Decimal("0.01")
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "semi-annual": 6, "annual": 12, "yearly": 12}
 
 AGREEMENTS = Endpoint("spend", "finance/agreements", paginator="counted_pages")
 INVOICES = Endpoint("spend", "finance/invoices", paginator="counted_pages")
 PRODUCT_ITEMS = Endpoint("spend", "procurement/products", paginator="counted_pages")
-
-
-def window(until: str | None = None, months: int = SPEND_MONTHS) -> list[str]:
-    """The months ("YYYY-MM") of the window ending with `until` (default: this month, UTC), oldest first."""
-    if until is None:
-        until = datetime.now(timezone.utc).strftime("%Y-%m")
-    year, month = int(until[:4]), int(until[5:7])
-    last = year * 12 + month - 1
-    return [f"{index // 12:04d}-{index % 12 + 1:02d}" for index in range(last - months + 1, last + 1)]
-
-
-def _month(value: object) -> str | None:
-    """"YYYY-MM" of a ConnectWise date ("2025-03-01T00:00:00Z"), None when absent or unreadable."""
-    if isinstance(value, str) and len(value) >= 7 and value[4] == "-" and value[:4].isdigit() and value[5:7].isdigit():
-        return value[:7]
-    return None
 
 
 def _currency(record: Mapping) -> str:
@@ -128,18 +109,6 @@ def spend_pages(connector, months: list[str]) -> Iterator[Page]:
         yield Page(lines)
 
 
-def _decimal(value: object, what: str, field: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise RecordError(f"{what}: {field} is not a number")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise RecordError(f"{what}: {field} is not a number") from None
-    if not number.is_finite():
-        raise RecordError(f"{what}: {field} is not a number")
-    return number
-
-
 def normalize_line(payload: Mapping) -> dict:
     psa_id = payload.get("id")
     what = f"spend line {psa_id}"
@@ -152,9 +121,9 @@ def normalize_line(payload: Mapping) -> dict:
         if per_month is None:
             raise RecordError(f"{what}: billing cycle {cycle!r} is not one this pipeline reads")
         if addition.get("extPrice") is not None:
-            amount = _decimal(addition["extPrice"], what, "extPrice")
+            amount = decimal(addition["extPrice"], what, "extPrice")
         else:
-            amount = _decimal(addition.get("quantity"), what, "quantity") * _decimal(addition.get("unitPrice"),
+            amount = decimal(addition.get("quantity"), what, "quantity") * decimal(addition.get("unitPrice"),
                                                                                       what, "unitPrice")
         amount /= per_month
         company = agreement.get("company")
@@ -163,7 +132,7 @@ def normalize_line(payload: Mapping) -> dict:
         description = text_value(addition, "description", what)
     else:
         item, invoice = payload["item"], payload["invoice"]
-        amount = _decimal(item.get("quantity"), what, "quantity") * _decimal(item.get("price"), what, "price")
+        amount = decimal(item.get("quantity"), what, "quantity") * decimal(item.get("price"), what, "price")
         company = item.get("company")
         product = item.get("catalogItem")
         currency = _currency(invoice)
@@ -176,7 +145,7 @@ def normalize_line(payload: Mapping) -> dict:
         "product_psa_id": id_text(product.get("id"), f"{what} product") if isinstance(product, Mapping) else None,
         "category": None,
         "month": payload["month"],
-        "amount": str(amount.quantize(CENT, rounding=ROUND_HALF_UP)),
+        "amount": cents(amount),
         "currency": currency,
         "description": description,
     }

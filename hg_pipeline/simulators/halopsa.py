@@ -23,6 +23,8 @@ shaped records and see the edits here (a changed `_info.lastUpdated` moves `alas
   `/AssetGroup` (the product categories), `/AssetType` (product subcategories, ids 1..,
   and device types, ids from `DEVICE_TYPE_ID_BASE`), `/Lookup?lookupid=CUSTOMER_TYPE_LOOKUP`
   (client types), `/Roles` (user roles: the contact types);
+- billing (`halo_billing.py`): `/RecurringInvoice` (one per agreement, only the active ones
+  without `includeinactive=true`) and `/Invoice`, paged like `/Client`, lines with `includelines=true`;
 - rate limit: `rate_limit = (300, 300)` by default, like hosted Halo; beyond it `429` with the
   text "Rate Limit Reached - 300 Requests per rolling 5 minute window" and `Retry-After`;
 - API errors are one line of text/plain; token errors are OAuth2 JSON (`{"error": ...}`).
@@ -53,6 +55,7 @@ from hg_pipeline.simulators.base import (
     json_list,
     run_simulator,
 )
+from hg_pipeline.simulators import halo_billing
 from hg_pipeline.simulators.datasets import CONFIGURATION_TYPES, Dataset
 
 API_PREFIX = "/api"
@@ -78,9 +81,11 @@ LISTS: dict[str, tuple[str, str | None]] = {
     "/AssetType": ("subcategories", None),
     "/Lookup": ("company_types", None),
     "/Roles": ("contact_types", None),
+    "/RecurringInvoice": ("agreements", "invoices"),  # billing: halo_billing.py
+    "/Invoice": ("invoices", "invoices"),
 }
 _CANONICAL = {path.lower(): path for path in LISTS}
-_PAGED = ("/Client", "/Users", "/Item", "/Asset")
+_PAGED = ("/Client", "/Users", "/Item", "/Asset", "/RecurringInvoice", "/Invoice")
 
 
 def _stamp(record: dict, key: str) -> str | None:
@@ -364,7 +369,7 @@ class HaloPsaSimulator(SimulatorBase):
         records, _ids = self._snapshot(kind)
         if kind == "companies":
             records = [r for r in records if not r.get("deletedFlag")]
-        shape = _SHAPES[kind]
+        shape = _SHAPES[kind] if kind in _SHAPES else self._billing_shape(kind, self._flag(query, "includelines"))
         include_inactive = self._flag(query, "includeinactive") or query.get("activeinactive", "").count("true") == 2
         client_id = self._int(query, "client_id", 0, minimum=0) if kind in ("contacts", "configurations") else 0
         if not include_inactive or client_id:
@@ -398,6 +403,17 @@ class HaloPsaSimulator(SimulatorBase):
         if poison and page == 1:
             return 200, RawJson(f'{{"record_count":{total},"{key}":{json_list(chunk, poison)}}}'), {}
         return 200, {"record_count": total, key: chunk}, {}
+
+    def _billing_shape(self, kind: str, lines: bool):
+        """A recurring invoice (an agreement) or an invoice, with its lines when asked."""
+        children: dict[int, list[dict]] = {}
+        if kind == "agreements":
+            for addition in self.dataset.agreement_additions:
+                children.setdefault(addition["agreementId"], []).append(addition)
+            return lambda record: halo_billing.recurring_invoice(record, children.get(record["id"], []), lines)
+        for item in self.dataset.product_items:
+            children.setdefault((item.get("invoice") or {}).get("id"), []).append(item)
+        return lambda record: halo_billing.invoice(record, children.get(record["id"], []), lines)
 
     def _reference(self, endpoint: str, query: dict[str, str]) -> list[dict]:
         ds = self.dataset
@@ -434,6 +450,8 @@ _INACTIVE = {
     "contacts": lambda r: bool(r.get("inactiveFlag")),
     "catalog": lambda r: bool(r.get("inactiveFlag")),
     "configurations": lambda r: not r.get("activeFlag", True),
+    "agreements": lambda r: r.get("agreementStatus") != "Active",
+    "invoices": lambda r: False,
 }
 assert len(CONFIGURATION_TYPES) < DEVICE_TYPE_ID_BASE
 
