@@ -32,7 +32,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+from hg_pipeline.connectors import halo_spend
 from hg_pipeline.connectors.auth import OAuth2ClientCredentials
+from hg_pipeline.connectors.spend_lines import SPEND_MONTHS, window
 from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_records
@@ -86,11 +88,13 @@ _PARAMS: dict[str, dict[str, object]] = {
     "Users": {"includeinactive": "true"},
     "Item": {"includeinactive": "true"},
     "Asset": {"includeinactive": "true"},
+    **halo_spend.PARAMS,
 }
 
 _LABELS = {
     "company_types": "client type", "contact_types": "role", "product_categories": "asset group or type",
     "companies": "client", "contacts": "user", "products": "item", "members": "agent", "assets": "asset",
+    "spend": "spend line",
 }
 
 
@@ -105,6 +109,9 @@ class HaloPsaConnector(HttpConnector):
 
     source = "halopsa"
     payload_id = staticmethod(payload_id)
+    reads_spend = True  # iter_pages("spend"): recurring invoices and posted invoices (halo_spend.py)
+    spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
+    spend_months = SPEND_MONTHS
 
     def __init__(
         self,
@@ -152,7 +159,9 @@ class HaloPsaConnector(HttpConnector):
 
     def supports_incremental(self, entity: str) -> bool:
         """Whether the records of `entity` carry a stamp to keep only changes by (the read is
-        whole either way; see the module docstring)."""
+        whole either way; see the module docstring); spend is always read whole."""
+        if entity == "spend":
+            return False
         return all(endpoint.change_field for endpoint in _endpoints(entity))
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
@@ -164,6 +173,9 @@ class HaloPsaConnector(HttpConnector):
         A numbered page is a `Page` whose token (endpoint, page number, last id) resumes the
         read after it; Halo cannot filter by id, so a resumed read first asks for that page
         again and refuses to resume (`ResumeRefused`) when it no longer ends with that id."""
+        if entity == "spend":
+            yield from halo_spend.spend_pages(self, window(self.spend_until, self.spend_months))
+            return
         for endpoint, page in read(self, _endpoints(entity), self._request, previous=previous, resume=resume):
             if since is not None and endpoint.change_field:
                 page = Page([record for record in page if self._changed(record, endpoint.change_field, since)],
@@ -405,4 +417,5 @@ _NORMALIZERS = {
     "products": _product,
     "members": _member,
     "assets": _asset,
+    "spend": halo_spend.normalize_line,
 }

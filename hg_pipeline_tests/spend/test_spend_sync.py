@@ -1,5 +1,6 @@
-"""ConnectWise spend end to end: the simulator's agreements, additions and invoiced items, through a
-full sync into PostgreSQL, and remaps that re-derive spend without calling the PSA.
+"""Spend end to end: the simulators' agreements and invoices (ConnectWise: agreements' additions and
+invoiced product items; HaloPSA: recurring invoices and invoices, translated from the same dataset),
+through a full sync into PostgreSQL, and remaps that re-derive spend without calling the PSA.
 
 Expectations are computed here from the dataset's vendor records (quantity x unit price per
 month of the window), not through the code under test."""
@@ -10,7 +11,11 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
+
+from hg_pipeline.connectors.registry import source as source_spec
+from hg_pipeline.simulators.datasets import generate
 
 from hg_pipeline.ids import category_id
 from hg_pipeline.orchestration.run import run_sync
@@ -45,6 +50,16 @@ FIRST = MAPPING % {"auto": "true", "backup": "Backup & Recovery/Backup Software"
 EXPLICIT = "\n".join(f'    "{name}": {{action: import}}' for name in
                      ("Hardware", "Software", "Security", "Cloud Services", "Labor"))
 SECOND = MAPPING % {"auto": "false", "backup": "Backup & Recovery/Business Continuity", "more": EXPLICIT}
+
+
+SOURCES = ["connectwise", "halopsa"]
+
+
+@pytest.fixture(params=SOURCES)
+def psa(request):
+    """(source name, a running simulator of it on the small dataset, seed 1)."""
+    with source_spec(request.param).simulator_class()(generate("small", seed=1)) as simulator:
+        yield request.param, simulator
 
 
 def window() -> list[str]:
@@ -101,9 +116,10 @@ def company_id_of(engine, tenant: str, psa_id: int) -> str:
                                                         companies.c.psa_id == str(psa_id)))
 
 
-def test_one_clients_spend_per_category_and_month_to_the_cent(warehouse, pg_url, instance, simulator, make_tenant):
+def test_one_clients_spend_per_category_and_month_to_the_cent(warehouse, pg_url, instance, psa, make_tenant):
+    name, simulator = psa
     ds = simulator.dataset
-    tenant = make_tenant("acme", simulator, mapping=FIRST)
+    tenant = make_tenant("acme", simulator, mapping=FIRST, source=name)
     outcome = run_sync(pg_url, tenant, "full", instance=instance)
     assert outcome.success, outcome.reason
 
