@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -121,12 +122,41 @@ def run_bench(database_url: str | None, *, dataset: str = "large", source: str =
     from hg_pipeline.connectors.registry import source as source_spec
 
     with ExitStack() as stack:
+        terminated = stack.enter_context(_terminate_cleanly())
         url, created = stack.enter_context(_database(database_url))
         if source_spec(source).pushed:  # no PSA to simulate: files are what such a tenant brings
             from hg_pipeline.bench_import import bench_import
 
             return bench_import(url, out)
-        return _bench(url, dataset, source, out, created_database=created, scale=scale)
+        try:
+            return _bench(url, dataset, source, out, created_database=created, scale=scale)
+        except BenchError as exc:
+            # A SIGTERM during a run reaches Dagster's own handler, which fails the run with
+            # DagsterExecutionInterruptedError: say what happened, not how Dagster put it.
+            if terminated or "ExecutionInterrupted" in str(exc):
+                raise BenchError("stopped by SIGTERM; its simulators stop and its fresh database is dropped") from None
+            raise
+
+
+@contextmanager
+def _terminate_cleanly():
+    """SIGTERM (a CI timeout, `kill`) ends the bench like Ctrl-C: the simulator processes stop
+    and the fresh database is dropped, instead of both being left behind."""
+    terminated: list[int] = []
+
+    def stop(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield terminated
+        return
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _require_postgres(url: str) -> None:
