@@ -33,7 +33,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
-from hg_pipeline.connectors import discovery
+from hg_pipeline.connectors import autotask_spend, discovery
+from hg_pipeline.connectors.spend_lines import SPEND_MONTHS, window
 from hg_pipeline.connectors.auth import HeaderAuth
 from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
@@ -95,6 +96,7 @@ _LABELS = {
     "company_types": "company type", "contact_types": "contact type", "product_categories": "product category",
     "companies": "company", "contacts": "contact", "products": "product", "members": "resource",
     "assets": "configuration item",
+    "spend": "spend line",
 }
 
 _slots_lock = threading.Lock()
@@ -117,6 +119,9 @@ class AutotaskConnector(HttpConnector):
     """
 
     source = "autotask"
+    reads_spend = True  # iter_pages("spend"): active contracts' service units (autotask_spend.py)
+    spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
+    spend_months = SPEND_MONTHS
     payload_id = staticmethod(payload_id)
 
     def __init__(
@@ -239,6 +244,8 @@ class AutotaskConnector(HttpConnector):
     # -- reading -------------------------------------------------------------------------
 
     def supports_incremental(self, entity: str) -> bool:
+        if entity == "spend":  # always read whole: its lines depend on the month
+            return False
         return _endpoint(entity).change_field is not None
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
@@ -246,6 +253,9 @@ class AutotaskConnector(HttpConnector):
         """Raw payload pages of `entity` (records changed after `since` when given and the
         entity has a modified field; else every record). Query pages come in id order, each a
         `Page` whose token resumes the read after it (keyset: `id gt last`)."""
+        if entity == "spend":
+            yield from autotask_spend.spend_pages(self, window(self.spend_until, self.spend_months))
+            return
         endpoint = _endpoint(entity)
         if endpoint.paginator == "picklist":
             yield from self._picklist_pages(endpoint, previous)
@@ -391,7 +401,8 @@ class AutotaskConnector(HttpConnector):
 
     def normalize(self, entity: str, payload: Mapping) -> dict:
         """The normalized record of one payload (keys: NORMALIZED_FIELDS[entity])."""
-        _endpoint(entity)
+        if entity != "spend":
+            _endpoint(entity)
         return normalized(entity, payload, lambda raw: _NORMALIZERS[entity](self, raw), _LABELS[entity])
 
     def _label(self, entity: str, payload: Mapping, field: str, what: str) -> str | None:
@@ -556,4 +567,5 @@ _NORMALIZERS = {
     "products": _product,
     "members": _member,
     "assets": _asset,
+    "spend": lambda connector, payload: autotask_spend.normalize_line(payload),
 }

@@ -19,7 +19,8 @@ edits here (a changed `_info.lastUpdated` moves `lastTrackedModifiedDateTime`...
 - `.../query/count` answers `{"queryCount": n}`; `GET /{Entity}/entityInformation/fields` lists
   the fields, the picklists `companyType` (Companies), `productCategory` (Products) and
   `configurationItemType` (ConfigurationItems) with `picklistValues`;
-- entities: Companies, Contacts, Products, Resources, ConfigurationItems; modified-date fields
+- entities: Companies, Contacts, Products, Resources, ConfigurationItems, and the billing's
+  Contracts and ContractServiceUnits (`autotask_billing.py`); modified-date fields
   `lastActivityDate` / `lastTrackedModifiedDateTime` (Companies), `lastModifiedDate`
   (Contacts), `lastModifiedTime` (ConfigurationItems), none on Products and Resources;
 - limits: at most `thread_limit` (3) requests at once per (integration code, entity), beyond
@@ -51,6 +52,7 @@ from hg_pipeline.simulators.base import (
     json_list,
     run_simulator,
 )
+from hg_pipeline.simulators import autotask_billing
 from hg_pipeline.simulators.datasets import Dataset
 
 ZONE_LOOKUP = "/atservicesrest/v1.0/zoneInformation"
@@ -72,6 +74,8 @@ ENTITIES: dict[str, str] = {  # Autotask entity -> Dataset kind
     "Products": "catalog",
     "Resources": "members",
     "ConfigurationItems": "configurations",
+    "Contracts": "agreements",  # billing: autotask_billing.py
+    "ContractServiceUnits": "agreement_additions",
 }
 
 
@@ -370,7 +374,7 @@ class AutotaskSimulator(SimulatorBase):
     def _matching(self, kind: str, search: dict, start: int = 0):
         """(index, Autotask record) of the records from `start` on that pass the filter."""
         records, ids = self._snapshot(kind)
-        shape = _SHAPES[kind]
+        shape = self._shape(kind)
         predicate = None
         # An `id gt N` condition starts past N at once (ids are sorted), as the vendor's index would.
         for item in search.get("filter") or []:
@@ -383,6 +387,14 @@ class AutotaskSimulator(SimulatorBase):
                 predicate = parse_filter(search.get("filter") or [], set(shaped))
             if predicate(shaped):
                 yield index, shaped
+
+    def _shape(self, kind: str):
+        if kind in _SHAPES:
+            return _SHAPES[kind]
+        if kind == "agreements":
+            return autotask_billing.contract
+        agreements = {a["id"]: a for a in self.dataset.agreements}
+        return lambda addition: autotask_billing.service_unit(addition, agreements)
 
     def _query_count(self, entity: str, kind: str, search: dict) -> int:
         extra = len(self.malformed.get(kind, [])) + len(self.poison.get(kind, []))
@@ -426,7 +438,7 @@ class AutotaskSimulator(SimulatorBase):
     def _fields(self, entity: str) -> list[dict]:
         kind = ENTITIES[entity]
         with self.lock:
-            sample = _SHAPES[kind](self.dataset.records(kind)[0]) if self.dataset.records(kind) else {"id": 0}
+            sample = self._shape(kind)(self.dataset.records(kind)[0]) if self.dataset.records(kind) else {"id": 0}
             picklists = {
                 ("Companies", "companyType"): [(t["id"], t["name"]) for t in self.dataset.company_types],
                 ("Products", "productCategory"): [(c["id"], c["name"]) for c in self.dataset.categories],

@@ -1,0 +1,70 @@
+"""Autotask spend (psa-api-notes 3.6) as the spend lines of `entities.NORMALIZED_FIELDS["spend"]`,
+within the window of `spend_lines.window`:
+
+- the active contracts (`Contracts/query`, `status eq 1`), then their service units
+  (`ContractServiceUnits/query`, `contractID in [...]` for up to 500 contracts a query and
+  `price gt 0`): no N+1, Autotask's hourly budget is small. A unit is billed every month from its
+  `startDate` month to its `endDate` month, within its contract's, at its `price` a month;
+- the product is the unit's `serviceID`. Autotask's services are an entity of their own, which
+  this pipeline does not extract yet: on a real tenant such lines are kept apart as
+  "not in the catalog" until services are read (the simulator gives services the products' ids);
+- one-off charges (BillingItems, ContractCharges) are not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from hg_pipeline.connectors.base import Endpoint, Page
+from hg_pipeline.connectors.records import RecordError, id_text
+from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, cents, decimal, month_of, months_between
+
+CONTRACTS = Endpoint("spend", "Contracts", "next_url", "items")
+UNITS = Endpoint("spend", "ContractServiceUnits", "next_url", "items")
+BATCH = 500  # contract ids per units query
+
+
+def spend_pages(connector, months: list[str]) -> Iterator[Page]:
+    contracts: dict[object, dict] = {}
+    for page in connector._query(CONTRACTS, [{"op": "eq", "field": "status", "value": 1}],
+                                 ["id", "companyID", "startDate", "endDate"], 0):
+        for contract in page:
+            if isinstance(contract, Mapping) and contract.get("id") is not None:
+                contracts[contract["id"]] = {key: contract.get(key) for key in ("id", "companyID", "startDate",
+                                                                              "endDate")}
+    ids = sorted(contracts)
+    for start in range(0, len(ids), BATCH):
+        conditions = [{"op": "in", "field": "contractID", "value": ids[start:start + BATCH]},
+                      {"op": "gt", "field": "price", "value": 0}]
+        for page in connector._query(UNITS, conditions, [], 0):
+            lines = []
+            for unit in page:
+                contract = contracts.get(unit.get("contractID")) if isinstance(unit, Mapping) else None
+                if contract is None:
+                    continue
+                first = max(filter(None, (month_of(unit.get("startDate")), month_of(contract["startDate"]))),
+                            default=None)
+                last = min(filter(None, (month_of(unit.get("endDate")), month_of(contract["endDate"]))), default=None)
+                for month in months_between(first, last, months):
+                    lines.append({"id": f"csu-{unit.get('id')}-{month}", "month": month, "contract": contract,
+                                  "unit": unit})
+            yield Page(lines)
+
+
+def normalize_line(payload: Mapping) -> dict:
+    psa_id = payload.get("id")
+    what = f"spend line {psa_id}"
+    if not isinstance(psa_id, str) or not psa_id:
+        raise RecordError("spend line: id is missing")
+    contract, unit = payload["contract"], payload["unit"]
+    service = unit.get("serviceID")
+    return {
+        "psa_id": psa_id,
+        "company_psa_id": id_text(contract.get("companyID"), f"{what} company"),
+        "product_psa_id": id_text(service, f"{what} service") if service is not None else None,
+        "category": None,
+        "month": payload["month"],
+        "amount": cents(decimal(unit.get("price"), what, "price")),
+        "currency": DEFAULT_CURRENCY,
+        "description": None,
+    }
