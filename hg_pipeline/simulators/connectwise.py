@@ -17,6 +17,9 @@ between requests):
   is `400 {"code": "InvalidObject", ...}`; `fields=id,name` projects top-level fields;
 - `.../count` siblings answer `{"count": n}` for the same conditions;
 - `GET /login/companyinfo/{companyId}` (no auth) tells the codebase, like the vendor;
+- billing (`billing.py`): `/finance/agreements`, `/finance/agreements/{id}/additions` (404 for
+  an unknown agreement), `/finance/invoices` and `/procurement/products` (items sold), paged and
+  filtered like the other lists;
 - misbehaviour on demand: `fail_next(n, status)` and `rate_limit = (max_requests,
   window_seconds)` (beyond it: `429` with an integer `Retry-After`);
 - broken transfers on demand: `break_transfers(mode, path=..., page=..., first=K)` spoils the
