@@ -22,9 +22,13 @@ def product(psa_id, name, category=None, subcategory=None, sku=None, product_cla
 
 def test_labelled_set_covers_every_subcategory_of_the_global_tree():
     rows = labelled_rows()
-    assert len(rows) >= 600
+    assert len(rows) >= 1200
     subcategories = {p for p in global_category_paths() if "/" in p}
     assert {r.example.path for r in rows} == subcategories
+    per_path = {}
+    for row in rows:
+        per_path[row.example.path] = per_path.get(row.example.path, 0) + 1
+    assert min(per_path.values()) >= 30  # no path left to a handful of examples
     assert len({r.example.record["name"].lower() for r in rows}) == len(rows)  # no duplicate names
     families = {}
     for row in rows:
@@ -69,14 +73,15 @@ def test_isotonic_calibration_is_monotone_and_matches_the_rates():
 
 
 def test_evaluate_meets_what_the_documentation_claims():
-    """The figures README and docs/decisions.md quote: held-out top-1 84.5 %, top-3 96.3 %,
-    precision 97.2 % at the default threshold with coverage 46 %. Floors a little below them."""
+    """The figures README and docs/decisions.md quote: held-out top-1 89.6 %, top-3 97.8 %,
+    74.9 % with whole families held out, precision 97.8 % at the default threshold (0.92) with
+    coverage 59.8 %. Floors a little below them."""
     default = SmartMapping().min_confidence
     result = evaluate(default)
-    assert result.top1 >= 0.82
-    assert result.top3 >= 0.94
-    assert result.family_top1 >= 0.65
-    assert result.precision >= 0.96 and result.coverage >= 0.40
+    assert result.top1 >= 0.88
+    assert result.top3 >= 0.97
+    assert result.family_top1 >= 0.73
+    assert result.precision >= 0.97 and result.coverage >= 0.55
     # calibrated: above each threshold, the held-out share right is about the threshold or better
     for threshold, precision, coverage in result.thresholds:
         assert precision >= threshold - 0.05, (threshold, precision)
@@ -116,7 +121,7 @@ products:
 def test_precedence_record_distribution_category_smart_pending_with_the_real_model():
     doc = parse_document(PRECEDENCE_DOC)
     tree = CategoryTree(tenant_id=T)
-    # every product has a name the model maps confidently to Endpoint Protection
+    # every product has a name the labelled set alone maps confidently to Endpoint Protection
     records = [product(i, "SentinelOne Singularity Complete", "Hardware", "Laptops" if i < 4 else None)
                for i in range(1, 5)]
     records[3] = product(4, "SentinelOne Singularity Complete", "Security")  # no rule but smart
@@ -127,7 +132,10 @@ def test_precedence_record_distribution_category_smart_pending_with_the_real_mod
     assert [d[k].rule for k in "1234"] == ["record", "distribution", "subcategory", "smart"]
     sources = {row["psa_id"]: row["mapping_source"] for row in result.rows}
     assert sources == {"1": "record", "2": "distribution", "3": "category", "4": "smart"}
-    assert d["4"].reason.startswith("smart mapping -> Security/Endpoint Protection (confidence ")
+    # product 1's record rule maps this very name, so the tenant's own mapping may outweigh the
+    # labelled set: the reason names whatever the trained model proposes, with its confidence
+    path, confidence = ctx.suggest(records[3])
+    assert d["4"].reason == f"smart mapping -> {path} (confidence {confidence:.2f} >= 0.6)"
     assert (d["5"].outcome, d["5"].rule) == ("pending", "unmapped")
     assert "smart mapping suggests" in d["5"].reason
 

@@ -19,7 +19,7 @@ _NON_WORD = re.compile(r"[^a-z0-9+#]+")
 
 # field -> weight of its features (chosen by cross-validation, see docs/decisions.md)
 NAME_WEIGHT, DESCRIPTION_WEIGHT, SKU_WEIGHT, CATEGORY_WEIGHT, CLASS_WEIGHT, VENDOR_WEIGHT = 1.0, 0.5, 0.4, 2.0, 0.2, 0.5
-WORD_WEIGHT, PAIR_WEIGHT, NGRAM_WEIGHT = 1.0, 1.0, 0.5  # within a text field
+WORD_WEIGHT, PAIR_WEIGHT, NGRAM_WEIGHT = 2.0, 0.5, 0.5  # within a text field (cross-validated, see docs/decisions.md)
 NGRAM_SIZES = (3, 4)
 
 FIELDS = ("name", "sku", "category", "subcategory", "product_class", "description", "vendor", "manufacturer")
