@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from hg_pipeline.cli import main
 from hg_pipeline.ids import category_id
-from hg_pipeline.mapping.document import parse_document
+from hg_pipeline.mapping.document import SmartMapping, parse_document
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.warehouse.mappings import current_mapping, store_mapping
 from hg_pipeline.warehouse.tables import products
@@ -68,7 +68,7 @@ def test_suggest_then_accept_above_stores_a_version_that_a_remap_applies(
     assert main(["mapping", "suggest", tenant, "--database-url", pg_url]) == 0
     out = capsys.readouterr().out
     assert not any(f"\n{i}\t" in f"\n{out}" for i in accepted)
-    assert "proposals at or above min_confidence 0.9" in out
+    assert f"proposals at or above min_confidence {SmartMapping().min_confidence:g}\n" in out  # the default
 
 
 def test_map_stage_applies_proposals_above_min_confidence(
