@@ -84,12 +84,12 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 
 def _engine(args, *, upgraded: bool = True):
-    from hg_pipeline.warehouse.schema import is_current
+    from hg_pipeline.warehouse.schema import outdated
 
     engine = db.connect(args.database_url)
-    if upgraded and not is_current(engine):
-        raise InputError(f"the warehouse at {db.safe_url(args.database_url)} has no schema yet: "
-                         "run `hg-pipeline db upgrade`")
+    why = outdated(engine) if upgraded else None
+    if why:
+        raise InputError(f"the warehouse at {db.safe_url(args.database_url)} {why}: run `hg-pipeline db upgrade`")
     return engine
 
 
@@ -441,6 +441,11 @@ def format_outcome(outcome) -> str:
         lines.append(f"  {entity:<20}{cell(raw, 'received', 10)}{cell(raw, 'quarantined', 10)}"
                      f"{cell(mapped, 'mapped', 9)}{cell(mapped, 'pending', 9)}{cell(mapped, 'ignored', 9)}"
                      f"{cell(loaded, 'inserted', 10)}{cell(loaded, 'updated', 9)}{cell(loaded, 'soft_deleted', 9)}")
+    spend = outcome.stages.get("spend", {})
+    if spend:
+        received = outcome.stages.get("spend_raw", {}).get("received", "-")
+        lines.append(f"  spend: {received} lines staged, {spend.get('lines_mapped', 0)} in spend "
+                     f"({spend.get('rows', 0)} rows), {spend.get('lines_kept_apart', 0)} kept apart in spend_unmapped")
     worklist = outcome.stages.get("mapping_worklist")
     if worklist and "types_waiting" in worklist:
         from hg_pipeline.mapping.worklist import waiting_phrase

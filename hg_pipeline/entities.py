@@ -19,6 +19,13 @@ LOADED_ENTITIES = ("companies", "contacts", "products", "members", "assets")
 
 ALL_ENTITIES = REFERENCE_ENTITIES + LOADED_ENTITIES
 
+# Spend lines are staged like the others, then derived into `spend` through the loaded
+# companies and products (orchestration/spend_assets.py), not mapped by the mapping engine.
+DERIVED_ENTITIES = ("spend",)
+
+# Every entity an extract stage stages, in pipeline order.
+STAGED_ENTITIES = ALL_ENTITIES + DERIVED_ENTITIES
+
 NORMALIZED_FIELDS: dict[str, tuple[str, ...]] = {
     "company_types": ("psa_id", "name"),
     "contact_types": ("psa_id", "name"),

@@ -91,3 +91,22 @@ def test_a_sync_is_quiet_unless_verbose(cli, warehouse, tmp_path, pg_url):
     verbose = subprocess.run([str(Path(sys.executable).parent / "hg-pipeline"), "sync", "acme", "--remap", "--verbose",
                               "--database-url", pg_url], capture_output=True, text=True, timeout=300)
     assert verbose.returncode == 0 and "RUN_SUCCESS" in verbose.stderr and "great_expectations" in verbose.stderr
+
+
+def test_a_warehouse_behind_the_package_is_named_with_its_revision(tmp_path, capsys):
+    """After a package upgrade, commands say which revision the warehouse lacks instead of
+    failing later on a missing table."""
+    from hg_pipeline.warehouse import db
+    from hg_pipeline.warehouse.schema import revisions, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.connect(url)
+    upgrade(engine, "0006")
+    current, head = revisions(engine)
+    assert current == "0006" and head != "0006"
+    assert main(["tenant", "list", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"hg-pipeline: the warehouse at {url} is at schema revision 0006, this version of "
+                           f"hg_pipeline needs {head}: run `hg-pipeline db upgrade`")
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    assert main(["tenant", "list", "--database-url", url]) == 0

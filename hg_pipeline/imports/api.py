@@ -102,12 +102,12 @@ def max_body_bytes() -> int:
 
 def create_app(database_url: str, *, body_limit: int | None = None) -> FastAPI:
     """The import API on the warehouse at `database_url` (its schema must be current)."""
-    from hg_pipeline.warehouse.schema import is_current
+    from hg_pipeline.warehouse.schema import outdated
 
     engine = db.connect(database_url)
-    if not is_current(engine):
-        raise ServeError(f"the warehouse at {db.safe_url(database_url)} has no current schema: "
-                         "run `hg-pipeline db upgrade`")
+    why = outdated(engine)
+    if why:
+        raise ServeError(f"the warehouse at {db.safe_url(database_url)} {why}: run `hg-pipeline db upgrade`")
     limit = body_limit or max_body_bytes()
     app = FastAPI(title="HighGround import API", version="1",
                   description="Push companies, contacts, products, members, assets and spend lines of a "

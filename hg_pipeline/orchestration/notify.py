@@ -50,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hg_pipeline.connectors.credentials import resolve_credentials
 from hg_pipeline.secrets import scrub
-from hg_pipeline.entities import ALL_ENTITIES, LOADED_ENTITIES
+from hg_pipeline.entities import LOADED_ENTITIES, STAGED_ENTITIES
 from hg_pipeline.notifications import (
     SmtpSettings,
     ready_to_map,
@@ -128,7 +128,7 @@ class RunReport:
 
     @property
     def received(self) -> dict[str, int]:
-        return {e: int(self.stage(f"{e}_raw").get("received", 0)) for e in ALL_ENTITIES if f"{e}_raw" in self.stages}
+        return {e: int(self.stage(f"{e}_raw").get("received", 0)) for e in STAGED_ENTITIES if f"{e}_raw" in self.stages}
 
     @property
     def quarantined(self) -> int:

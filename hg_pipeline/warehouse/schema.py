@@ -46,6 +46,31 @@ def is_current(engine: Engine) -> bool:
     return inspect(engine).has_table("tenants", schema=SCHEMA if is_postgres(engine) else None)
 
 
+def revisions(engine: Engine) -> tuple[str | None, str]:
+    """(the warehouse's Alembic revision, the newest this package has)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as conn:
+        options = {"version_table_schema": SCHEMA} if is_postgres(engine) else {}
+        current = MigrationContext.configure(conn, opts=options).get_current_revision()
+    return current, head
+
+
+def outdated(engine: Engine) -> str | None:
+    """Why the warehouse cannot be used by this package as it is (no schema, or an older
+    revision), as the end of a sentence; None when it is up to date."""
+    if not is_current(engine):
+        return "has no schema yet"
+    current, head = revisions(engine)
+    if current != head:
+        return f"is at schema revision {current}, this version of hg_pipeline needs {head}"
+    return None
+
+
 def seed_global_categories(engine: Engine) -> int:
     """Insert the global paths that are missing; returns how many were added."""
     rows = []
