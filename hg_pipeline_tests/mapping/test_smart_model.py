@@ -22,7 +22,7 @@ def product(psa_id, name, category=None, subcategory=None, sku=None, product_cla
 
 def test_labelled_set_covers_every_subcategory_of_the_global_tree():
     rows = labelled_rows()
-    assert len(rows) >= 1200
+    assert len(rows) >= 1440
     subcategories = {p for p in global_category_paths() if "/" in p}
     assert {r.example.path for r in rows} == subcategories
     per_path = {}
@@ -73,15 +73,15 @@ def test_isotonic_calibration_is_monotone_and_matches_the_rates():
 
 
 def test_evaluate_meets_what_the_documentation_claims():
-    """The figures README and docs/decisions.md quote: held-out top-1 89.6 %, top-3 97.8 %,
-    74.9 % with whole families held out, precision 97.8 % at the default threshold (0.92) with
-    coverage 59.8 %. Floors a little below them."""
+    """The figures README and docs/decisions.md quote: held-out top-1 88.6 %, top-3 97.3 %,
+    76.4 % with whole families held out, precision 97.7 % at the default threshold (0.94) with
+    coverage 52.2 %. Floors a little below them."""
     default = SmartMapping().min_confidence
     result = evaluate(default)
     assert result.top1 >= 0.88
     assert result.top3 >= 0.97
-    assert result.family_top1 >= 0.73
-    assert result.precision >= 0.97 and result.coverage >= 0.55
+    assert result.family_top1 >= 0.75
+    assert result.precision >= 0.97 and result.coverage >= 0.50
     # calibrated: above each threshold, the held-out share right is about the threshold or better
     for threshold, precision, coverage in result.thresholds:
         assert precision >= threshold - 0.05, (threshold, precision)
