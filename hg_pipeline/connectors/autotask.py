@@ -17,12 +17,16 @@ Vendor facts: `../shared/psa-api-notes.md` section 3.
 - picklists (`{Entity}/entityInformation/fields`): company types (`companyType`), product
   categories (`productCategory`), configuration item types; contact types and product
   subcategories are the user-defined fields "Contact Type" and "Product Subcategory" (Autotask
-  has neither), read from the contacts and products themselves.
+  has neither), read from the contacts and products themselves;
+- products are the `Products` and the `Services` (the recurring catalog contracts bill, an
+  entity of its own): a service's psa_id is "svc-" + its id, its PSA category "Services"
+  (Autotask gives services no category), listed among the product categories.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 import threading
@@ -44,6 +48,7 @@ from hg_pipeline.connectors.paginators import Answer, Request, read
 from hg_pipeline.connectors.paging import Tally, nothing_back
 from hg_pipeline.connectors.records import (
     RecordError,
+    UnreadableRecord,
     normalized,
     email_address as _email,
     id_text,
@@ -65,6 +70,10 @@ CONTACT_TYPE_UDF = "Contact Type"
 SUBCATEGORY_UDF = "Product Subcategory"
 CATEGORY_PREFIX = "cat-"
 SUBCATEGORY_PREFIX = "sub-"
+SERVICE_PREFIX = autotask_spend.SERVICE_PREFIX  # a service's psa_id: apart from the products' ids
+SERVICES_CATEGORY = "Services"  # the PSA category of every service (Autotask has none for them)
+SERVICES_CATEGORY_ID = CATEGORY_PREFIX + "services"  # no picklist value is a word
+ENDPOINT_KEY = "_endpoint"  # set on a service payload: the path it was read from
 # Every query needs a condition: this one holds for every record.
 EVERY_RECORD = {"op": "gte", "field": "id", "value": 0}
 
@@ -84,6 +93,10 @@ ENDPOINTS: dict[str, Endpoint] = {
     "assets": Endpoint("assets", "ConfigurationItems", "next_url", "items", change_field="lastModifiedTime",
                        sweep="keyset_by_id"),
 }
+# Endpoints read for an entity after its ENDPOINTS one (their ids kept apart by `id_prefix`).
+SERVICES = Endpoint("products", "Services", "next_url", "items", change_field="lastModifiedDate",
+                    id_prefix=SERVICE_PREFIX, sweep="keyset_by_id")
+MORE_ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {"products": (SERVICES,)}
 # The picklists a normalizer turns from values into labels: (Autotask entity, field).
 _PICKLISTS = {
     "companies": ("Companies", "companyType"),
@@ -122,7 +135,12 @@ class AutotaskConnector(HttpConnector):
     reads_spend = True  # iter_pages("spend"): active contracts' service units (autotask_spend.py)
     spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
     spend_months = SPEND_MONTHS
-    payload_id = staticmethod(payload_id)
+
+    @staticmethod
+    def payload_id(payload: object) -> str | None:
+        """The id a refused payload is filed under: a service's with its prefix."""
+        found = payload_id(payload)
+        return SERVICE_PREFIX + found if found is not None and _is_service(payload) else found
 
     def __init__(
         self,
@@ -246,7 +264,7 @@ class AutotaskConnector(HttpConnector):
     def supports_incremental(self, entity: str) -> bool:
         if entity == "spend":  # always read whole: its lines depend on the month
             return False
-        return _endpoint(entity).change_field is not None
+        return all(endpoint.change_field for endpoint in _endpoints(entity))
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
                    resume: str | None = None) -> Iterator[list]:
@@ -265,11 +283,18 @@ class AutotaskConnector(HttpConnector):
             return
         if entity in _PICKLISTS:
             self._picklist(*_PICKLISTS[entity])  # read before the records, so a failure stops the read
-        conditions = [EVERY_RECORD]
-        if since is not None and endpoint.change_field:
-            conditions = [{"op": "gte" if self.since_inclusive else "gt", "field": endpoint.change_field,
-                           "value": _utc_text(since)}]
-        yield from self._query(endpoint, conditions, [], previous if since is None else 0, resume=resume)
+
+        def conditions(endpoint: Endpoint) -> list:
+            if since is not None and endpoint.change_field:
+                return [{"op": "gte" if self.since_inclusive else "gt", "field": endpoint.change_field,
+                         "value": _utc_text(since)}]
+            return [EVERY_RECORD]
+
+        for read_from, page in self._read(_endpoints(entity), conditions, [], previous if since is None else 0,
+                                          resume=resume):
+            if read_from.id_prefix:  # the normalizer and the quarantine must know where it came from
+                page = Page([_tagged(payload, read_from) for payload in page], page.resume)
+            yield page
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]:
         """Every psa_id of `entity` (an id-only sweep: IncludeFields ["id"], by keyset)."""
@@ -279,10 +304,13 @@ class AutotaskConnector(HttpConnector):
                 for payload in page:
                     yield str(payload["id"])
             return
-        for page in self._largest_pages()._query(endpoint, [EVERY_RECORD], ["id"], previous, sweep=True):
+        pages = self._largest_pages()._read(_endpoints(entity), lambda _: [EVERY_RECORD], ["id"], previous,
+                                            sweep=True)
+        for read_from, page in pages:
             for record in page:
                 try:
-                    yield id_text(record.get("id") if isinstance(record, Mapping) else None, endpoint.path)
+                    yield read_from.id_prefix + id_text(record.get("id") if isinstance(record, Mapping) else None,
+                                                        read_from.path)
                 except RecordError as error:
                     log.warning("id sweep: %s; left out", error)
 
@@ -296,12 +324,20 @@ class AutotaskConnector(HttpConnector):
     def _query(self, endpoint: Endpoint, conditions: list, fields: list[str], previous: int, *,
                resume: str | None = None, sweep: bool = False) -> Iterator[Page]:
         """The pages of one query, by the endpoint's strategy (`sweep`: its sweep's)."""
-        body: dict[str, object] = {"filter": conditions, "MaxRecords": self.page_size}
-        if fields:
-            body["IncludeFields"] = fields
-        request = Request(self.api_root + f"{endpoint.path}/query", body=body)
-        for _, page in read(self, (endpoint,), lambda _: request, previous=previous, resume=resume, sweep=sweep):
+        for _, page in self._read((endpoint,), lambda _: conditions, fields, previous, resume=resume, sweep=sweep):
             yield page
+
+    def _read(self, endpoints: tuple[Endpoint, ...], conditions_of, fields: list[str], previous: int, *,
+              resume: str | None = None, sweep: bool = False) -> Iterator[tuple[Endpoint, Page]]:
+        """(endpoint, page) of the query of each endpoint in turn (`conditions_of(endpoint)`: its filter)."""
+
+        def request_of(endpoint: Endpoint) -> Request:
+            body: dict[str, object] = {"filter": conditions_of(endpoint), "MaxRecords": self.page_size}
+            if fields:
+                body["IncludeFields"] = fields
+            return Request(self.api_root + f"{endpoint.path}/query", body=body)
+
+        yield from read(self, endpoints, request_of, previous=previous, resume=resume, sweep=sweep)
 
     # -- what the paginators ask of a source (see `paginators.PagedSource`) ------------------
 
@@ -375,6 +411,8 @@ class AutotaskConnector(HttpConnector):
             if endpoint.entity == "product_categories" else {}
         for value, label in categories.items():
             found[CATEGORY_PREFIX + value] = {"id": CATEGORY_PREFIX + value, "name": label}
+        if categories and SERVICES_CATEGORY not in categories.values():
+            found[SERVICES_CATEGORY_ID] = {"id": SERVICES_CATEGORY_ID, "name": SERVICES_CATEGORY}
         for page in self._query(replace(endpoint, paginator="next_url"), [EVERY_RECORD], fields, 0):
             for record in page:
                 if not isinstance(record, Mapping):
@@ -420,6 +458,22 @@ def _endpoint(entity: str) -> Endpoint:
         return ENDPOINTS[entity]
     except KeyError:
         raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENDPOINTS)}") from None
+
+
+def _endpoints(entity: str) -> tuple[Endpoint, ...]:
+    return (_endpoint(entity), *MORE_ENDPOINTS.get(entity, ()))
+
+
+def _tagged(payload: object, endpoint: Endpoint) -> object:
+    if isinstance(payload, Mapping):
+        return {**payload, ENDPOINT_KEY: endpoint.path}
+    if isinstance(payload, UnreadableRecord) and payload.psa_id is not None:
+        return dataclasses.replace(payload, psa_id=endpoint.id_prefix + payload.psa_id)
+    return payload
+
+
+def _is_service(payload: object) -> bool:
+    return isinstance(payload, Mapping) and payload.get(ENDPOINT_KEY) == SERVICES.path
 
 
 def _utc_text(moment: datetime) -> str:
@@ -514,6 +568,8 @@ def _contact(connector: AutotaskConnector, payload: Mapping) -> dict:
 
 
 def _product(connector: AutotaskConnector, payload: Mapping) -> dict:
+    if _is_service(payload):
+        return _service(payload)
     psa_id = id_text(payload.get("id"), "product")
     what = f"product {psa_id}"
     subcategory = _udf(payload, SUBCATEGORY_UDF)
@@ -526,6 +582,22 @@ def _product(connector: AutotaskConnector, payload: Mapping) -> dict:
         "price": _number(payload, "unitPrice", what),
         "cost": _number(payload, "unitCost", what),
         "product_class": "Serialized" if payload.get("isSerialized") else None,
+        "inactive": not _active(payload, what),
+    }
+
+
+def _service(payload: Mapping) -> dict:
+    psa_id = SERVICE_PREFIX + id_text(payload.get("id"), "service")
+    what = f"service {psa_id}"
+    return {
+        "psa_id": psa_id,
+        "sku": None,  # services have none
+        "name": _text(payload, "name", what, required=True),
+        "category": SERVICES_CATEGORY,
+        "subcategory": None,
+        "price": _number(payload, "unitPrice", what),
+        "cost": _number(payload, "unitCost", what),
+        "product_class": "Service",
         "inactive": not _active(payload, what),
     }
 

@@ -5,9 +5,8 @@ within the window of `spend_lines.window`:
   (`ContractServiceUnits/query`, `contractID in [...]` for up to 500 contracts a query and
   `price gt 0`): no N+1, Autotask's hourly budget is small. A unit is billed every month from its
   `startDate` month to its `endDate` month, within its contract's, at its `price` a month;
-- the product is the unit's `serviceID`. Autotask's services are an entity of their own, which
-  this pipeline does not extract yet: on a real tenant such lines are kept apart as
-  "not in the catalog" until services are read (the simulator gives services the products' ids);
+- the product is the unit's service: `serviceID` with the prefix "svc-" that the connector
+  gives the `Services` it reads as products (services are an entity apart from Products);
 - one-off charges (BillingItems, ContractCharges) are not read.
 """
 
@@ -22,6 +21,7 @@ from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, cents, decimal,
 CONTRACTS = Endpoint("spend", "Contracts", "next_url", "items")
 UNITS = Endpoint("spend", "ContractServiceUnits", "next_url", "items")
 BATCH = 500  # contract ids per units query
+SERVICE_PREFIX = "svc-"  # the psa_id of a service read as a product (autotask.py)
 
 
 def spend_pages(connector, months: list[str]) -> Iterator[Page]:
@@ -61,7 +61,7 @@ def normalize_line(payload: Mapping) -> dict:
     return {
         "psa_id": psa_id,
         "company_psa_id": id_text(contract.get("companyID"), f"{what} company"),
-        "product_psa_id": id_text(service, f"{what} service") if service is not None else None,
+        "product_psa_id": SERVICE_PREFIX + id_text(service, f"{what} service") if service is not None else None,
         "category": None,
         "month": payload["month"],
         "amount": cents(decimal(unit.get("price"), what, "price")),

@@ -20,9 +20,10 @@ edits here (a changed `_info.lastUpdated` moves `lastTrackedModifiedDateTime`...
   the fields, the picklists `companyType` (Companies), `productCategory` (Products) and
   `configurationItemType` (ConfigurationItems) with `picklistValues`;
 - entities: Companies, Contacts, Products, Resources, ConfigurationItems, and the billing's
-  Contracts and ContractServiceUnits (`autotask_billing.py`); modified-date fields
-  `lastActivityDate` / `lastTrackedModifiedDateTime` (Companies), `lastModifiedDate`
-  (Contacts), `lastModifiedTime` (ConfigurationItems), none on Products and Resources;
+  Services (the recurring catalog items, ids of their own), Contracts and ContractServiceUnits
+  (`autotask_billing.py`); modified-date fields `lastActivityDate` /
+  `lastTrackedModifiedDateTime` (Companies), `lastModifiedDate` (Contacts, Services),
+  `lastModifiedTime` (ConfigurationItems), none on Products and Resources;
 - limits: at most `thread_limit` (3) requests at once per (integration code, entity), beyond
   it `thread_limit_status` (500, as Autotask may) with "Thread Threshold Exceeded"; and
   `rate_limit = (10000, 3600)` by default, beyond it 429 with `Retry-After`;
@@ -74,7 +75,8 @@ ENTITIES: dict[str, str] = {  # Autotask entity -> Dataset kind
     "Products": "catalog",
     "Resources": "members",
     "ConfigurationItems": "configurations",
-    "Contracts": "agreements",  # billing: autotask_billing.py
+    "Services": "services",  # billing: autotask_billing.py (derived from the recurring catalog)
+    "Contracts": "agreements",
     "ContractServiceUnits": "agreement_additions",
 }
 
@@ -388,9 +390,18 @@ class AutotaskSimulator(SimulatorBase):
             if predicate(shaped):
                 yield index, shaped
 
+    def _snapshot(self, kind: str) -> tuple[list[dict], list[int]]:
+        if kind != "services":
+            return super()._snapshot(kind)
+        catalog, _ = super()._snapshot("catalog")
+        recurring = [record for record in catalog if record.get("recurringFlag")]
+        return recurring, [autotask_billing.service_id(record["id"]) for record in recurring]
+
     def _shape(self, kind: str):
         if kind in _SHAPES:
             return _SHAPES[kind]
+        if kind == "services":
+            return autotask_billing.service
         if kind == "agreements":
             return autotask_billing.contract
         agreements = {a["id"]: a for a in self.dataset.agreements}
@@ -437,8 +448,9 @@ class AutotaskSimulator(SimulatorBase):
 
     def _fields(self, entity: str) -> list[dict]:
         kind = ENTITIES[entity]
+        records = self._snapshot(kind)[0]
         with self.lock:
-            sample = self._shape(kind)(self.dataset.records(kind)[0]) if self.dataset.records(kind) else {"id": 0}
+            sample = self._shape(kind)(records[0]) if records else {"id": 0}
             picklists = {
                 ("Companies", "companyType"): [(t["id"], t["name"]) for t in self.dataset.company_types],
                 ("Products", "productCategory"): [(c["id"], c["name"]) for c in self.dataset.categories],

@@ -5,8 +5,10 @@
 - `ContractServiceUnits`: one per addition, spanning the months it is billed (`startDate`: the
   later of the contract start and the addition's effective date; `endDate`: the last day billed),
   `units` its quantity, `price` its monthly amount (0 for an addition the client is not billed for),
-  `serviceID` the catalog id of its product: this simulator has no separate Services entity, so
-  services share the products' ids (a real Autotask's services are their own entity).
+  `serviceID` the id of its product's service;
+- `Services`: the recurring catalog, an entity apart from `Products` as in Autotask: one service
+  per recurring catalog item (its name, description, prices; Autotask services have no product
+  category), with ids of their own, `SERVICE_ID_BASE` + the item's id (never a product's id).
 
 One-off sales are not served (Autotask's BillingItems carry no product).
 """
@@ -16,6 +18,36 @@ from __future__ import annotations
 from hg_pipeline.simulators.halo_billing import _line_end
 
 NO_END = "2099-12-31T00:00:00Z"
+SERVICE_ID_BASE = 30_000_000  # services' own id range, far above any dataset's product ids
+RECURRING_BILLING_CODE = 29_682_801  # the allocation code ("billing code") every service bills under
+
+
+def service_id(product_id: int) -> int:
+    return SERVICE_ID_BASE + product_id
+
+
+def service(record: dict) -> dict:
+    """The service of a recurring catalog item (fields of Autotask's Services entity)."""
+    info = record.get("_info") or {}
+    return {
+        "id": service_id(record["id"]),
+        "name": record.get("description"),
+        "description": record.get("customerDescription"),
+        "invoiceDescription": record.get("description"),
+        "unitPrice": record.get("price"),
+        "unitCost": record.get("cost"),
+        "markupRate": None,
+        "periodType": 3,  # monthly, as the products' periodType here
+        "billingCodeID": RECURRING_BILLING_CODE,
+        "serviceLevelAgreementID": None,
+        "vendorCompanyID": None,
+        "isActive": not record.get("inactiveFlag"),
+        "createDate": info.get("dateEntered"),
+        "creatorResourceID": None,
+        "lastModifiedDate": info.get("lastUpdated"),
+        "updateResourceID": None,
+        "userDefinedFields": [],
+    }
 
 
 def _at(text: str | None) -> str | None:
@@ -42,11 +74,12 @@ def service_unit(addition: dict, agreements: dict[int, dict]) -> dict:
     agreement = agreements.get(addition["agreementId"]) or {}
     start = max(agreement.get("startDate") or "", addition.get("effectiveDate") or "")
     billed = addition.get("billCustomer") == "Billable"
+    product_id = (addition.get("product") or {}).get("id")
     return {
         "id": addition["id"],
         "contractID": addition["agreementId"],
         "contractServiceID": addition["id"],
-        "serviceID": (addition.get("product") or {}).get("id"),
+        "serviceID": None if product_id is None else service_id(product_id),
         "units": addition.get("quantity"),
         "price": addition.get("extPrice") if billed else 0.0,
         "cost": addition.get("unitCost"),

@@ -4,7 +4,8 @@ except where a simulator's vendor choices say otherwise (docs/decisions.md "Simu
 company of several ConnectWise types keeps its first; HaloPSA lists device types among the
 asset types, so they are product subcategories too, with no product; Autotask's contact types
 and product subcategories are UDF values, listed only as records carry them, and a contact
-keeps its first type). Autotask's own limits: test_autotask_sync.py."""
+keeps its first type; Autotask's products include its services, PSA category "Services").
+Autotask's own limits: test_autotask_sync.py."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from sqlalchemy import select
 from hg_pipeline.connectors.registry import source as source_spec
 from hg_pipeline.ids import category_id, record_id
 from hg_pipeline.orchestration.run import run_sync
+from hg_pipeline.simulators.autotask_billing import service_id
 from hg_pipeline.simulators.datasets import generate, iso
 from hg_pipeline.warehouse.tables import LOADED_TABLES, quarantine, sync_runs
 from hg_pipeline_tests.orchestration.scenario import COMPANY_TYPES
+from hg_pipeline_tests.orchestration.test_autotask_sync import autotask_expected, services
 from hg_pipeline_tests.orchestration.test_full_sync import expected, live_rows
 from hg_pipeline_tests.orchestration.test_user_walk import expected_choices, read_pending
 
@@ -35,18 +38,22 @@ def psa(request):
         yield request.param, simulator
 
 
+def _expected(name, dataset) -> dict[str, set[str]]:
+    return autotask_expected(dataset) if name == "autotask" else expected(dataset)
+
+
 def _tenant(make_tenant, psa, tenant_id="acme", **kwargs):
     name, simulator = psa
     return make_tenant(tenant_id, simulator, source=name, **kwargs)
 
 
 def test_full_sync_loads_exactly_the_expected_rows(warehouse, pg_url, instance, psa, make_tenant):
-    _, simulator = psa
+    name, simulator = psa
     tenant = _tenant(make_tenant, psa)
     outcome = run_sync(pg_url, tenant, "full", instance=instance)
     assert outcome.success, outcome.reason
     dataset = simulator.dataset
-    want = expected(dataset)
+    want = _expected(name, dataset)
     assert all(want.values())
     for entity, psa_ids in want.items():
         assert set(live_rows(warehouse, entity, tenant)) == psa_ids, entity
@@ -171,7 +178,7 @@ def test_429_with_retry_after_is_waited_out(warehouse, pg_url, instance, psa, ma
 
 
 def test_malformed_records_are_quarantined_and_the_rest_loads(warehouse, pg_url, instance, psa, make_tenant):
-    _, simulator = psa
+    name, simulator = psa
     tenant = _tenant(make_tenant, psa)
     with simulator.lock:
         bad = dict(simulator.dataset.catalog[1], price="twelve")
@@ -180,10 +187,13 @@ def test_malformed_records_are_quarantined_and_the_rest_loads(warehouse, pg_url,
     assert outcome.success, outcome.reason
     with warehouse.connect() as conn:
         rows = conn.execute(select(quarantine).where(quarantine.c.tenant_id == tenant)).mappings().all()
-    assert [(r["entity"], r["psa_id"]) for r in rows] == [("products", str(bad["id"]))]
-    assert "price" in rows[0]["reason"].lower() and rows[0]["sync_run_id"] == outcome.run_id  # Autotask: unitPrice
-    assert len(live_rows(warehouse, "products", tenant)) == len(expected(simulator.dataset)["products"]) - (
-        bad["category"]["name"] != "Misc")
+    refused = [("products", str(bad["id"]))]
+    if name == "autotask" and bad.get("recurringFlag"):  # its service has the same unit price
+        refused.append(("products", f"svc-{service_id(bad['id'])}"))
+    assert [(r["entity"], r["psa_id"]) for r in rows] == refused
+    assert all("price" in r["reason"].lower() and r["sync_run_id"] == outcome.run_id for r in rows)  # or unitPrice
+    assert len(live_rows(warehouse, "products", tenant)) == len(_expected(name, simulator.dataset)["products"]) - (
+        bad["category"]["name"] != "Misc") - (len(refused) - 1)
 
 
 def test_nightly_resync_stages_only_changes_and_finds_deletions(warehouse, pg_url, instance, psa, make_tenant):
@@ -222,6 +232,7 @@ def _expected_choices(name, simulator) -> dict[str, dict[str, int]]:
         categories = {c["name"] for c in dataset.categories}
         choices["product categories"] = {path: n for path, n in choices["product categories"].items()
                                          if n or path in categories}
+        choices["product categories"]["Services"] = len(services(dataset))
     return choices
 
 
@@ -247,7 +258,8 @@ def test_a_new_msp_maps_after_the_initial_sync(pg_url, warehouse, monkeypatch, t
     dataset = simulator.dataset
     expected_types = _expected_choices(name, simulator)
     types_waiting = sum(len(names) for names in expected_types.values())
-    records_waiting = len(dataset.companies) + len(dataset.contacts) + len(dataset.catalog)
+    products_waiting = len(dataset.catalog) + (len(services(dataset)) if name == "autotask" else 0)
+    records_waiting = len(dataset.companies) + len(dataset.contacts) + products_waiting
 
     out = cli("sync", "acme", "--initial")
     assert "initial sync of acme: success" in out
@@ -255,7 +267,7 @@ def test_a_new_msp_maps_after_the_initial_sync(pg_url, warehouse, monkeypatch, t
     _, choices, pending = read_pending(cli("mapping", "pending", "acme"))
     assert choices == expected_types
     assert pending == {"companies": len(dataset.companies), "contacts": len(dataset.contacts),
-                       "products": len(dataset.catalog)}
+                       "products": products_waiting}
 
     template = cli("mapping", "template", "acme")
     path = tmp_path / "mapping.yaml"

@@ -1,6 +1,7 @@
 """Spend end to end: the simulators' agreements and invoices (ConnectWise: agreements' additions and
 invoiced product items; HaloPSA: recurring invoices and invoices; Autotask: contracts' service
-units, no one-off sales; all translated from the same dataset),
+units, no one-off sales, each on a service, an entity apart from the products with ids of its
+own; all translated from the same dataset),
 through a full sync into PostgreSQL, and remaps that re-derive spend without calling the PSA.
 
 Expectations are computed here from the dataset's vendor records (quantity x unit price per
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hg_pipeline.connectors.registry import source as source_spec
+from hg_pipeline.simulators.autotask_billing import service_id
 from hg_pipeline.simulators.datasets import generate
 
 from hg_pipeline.ids import category_id
@@ -55,6 +57,14 @@ SECOND = MAPPING % {"auto": "false", "backup": "Backup & Recovery/Business Conti
 
 SOURCES = ["connectwise", "halopsa", "autotask"]
 ONE_OFF = {"connectwise": True, "halopsa": True, "autotask": False}  # invoiced one-off sales read
+
+
+def line_product(name: str, catalog_item: dict) -> tuple[str, str]:
+    """(psa_id, PSA category) of what a line of `name` bills for a catalog item: Autotask's
+    contracts bill the item's service, "svc-" + its own id, whose PSA category is "Services"."""
+    if name == "autotask":
+        return f"svc-{service_id(catalog_item['id'])}", "Services"
+    return str(catalog_item["id"]), catalog_item["category"]["name"]
 
 
 @pytest.fixture(params=SOURCES)
@@ -136,22 +146,22 @@ def test_one_clients_spend_per_category_and_month_to_the_cent(warehouse, pg_url,
                  key=lambda c: len(by_company[c]))
     categories = product_categories(warehouse, tenant)
     want: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    ignored = Decimal(0)
     for product, month, amount in by_company[client]:
-        if catalog[product]["category"]["name"] == "Misc":
-            ignored += amount
-        else:
-            want[(categories[str(product)], month)] += amount
-    assert len(want) >= 12, "the client should pay for several categories over the year"
+        psa_id, psa_category = line_product(name, catalog[product])
+        if psa_category != "Misc":
+            want[(categories[psa_id], month)] += amount
+    assert len(want) >= 12, "the client should pay over the whole year"
     assert spend_of(warehouse, tenant, company_id_of(warehouse, tenant, client)) == dict(want)
-    # the backup rule's target is where backup products' spend lands
-    assert any(c == category_id("Backup & Recovery/Backup Software") for c, _ in spend_of(warehouse, tenant))
+    if name != "autotask":  # the backup rule's target is where backup products' spend lands
+        assert any(c == category_id("Backup & Recovery/Backup Software") for c, _ in spend_of(warehouse, tenant))
 
     with warehouse.connect() as conn:
         kept = conn.execute(select(spend_unmapped.c.outcome, func.sum(spend_unmapped.c.amount)).where(
             spend_unmapped.c.tenant_id == tenant).group_by(spend_unmapped.c.outcome)).all()
-    misc_total = sum(a for _, p, _, a in lines.values() if catalog[p]["category"]["name"] == "Misc")
-    assert dict(kept) == {"ignored": misc_total}, "Misc is ignored: its spend is kept apart, not lost"
+    misc_total = sum(a for _, p, _, a in lines.values() if line_product(name, catalog[p])[1] == "Misc")
+    # Misc is ignored: its spend is kept apart, not lost (Autotask's services are no Misc product:
+    # "Services" is imported like any new PSA category, and nothing waits "not in the catalog")
+    assert dict(kept) == ({"ignored": misc_total} if misc_total else {})
     total = sum(a for a in spend_of(warehouse, tenant).values())
     assert total + misc_total == sum(a for *_, a in lines.values())
 
@@ -160,7 +170,8 @@ def test_one_clients_spend_per_category_and_month_to_the_cent(warehouse, pg_url,
     last_month = window()[-1]
     assert meta["last_month"] == last_month
     table = meta["spend_last_month"]
-    assert f"Spend in {last_month}" in table and "| Backup & Recovery/Backup Software |" in table
+    assert f"Spend in {last_month}" in table
+    assert ("| Services |" if name == "autotask" else "| Backup & Recovery/Backup Software |") in table
     assert outcome.stages["spend_raw"]["received"] == len(lines)
 
 
@@ -222,3 +233,40 @@ def test_a_remap_moves_spend_and_keeps_pending_spend_apart_without_calling_the_p
     assert all(row.reason.startswith(f"product {row.product_psa_id}: ") and "Telecom" in row.reason
                for row in pending)
     assert sum(after.values()) + sum(row.amount for row in kept) == sum(a for *_, a in lines.values())
+
+
+def test_an_autotask_contract_line_lands_on_its_services_category(warehouse, pg_url, instance, make_tenant):
+    """Autotask's contracts bill services, read as products with ids of their own ("svc-"): their
+    PSA category "Services" maps like any other, a service record rule wins over it, and no line
+    waits in spend_unmapped as an unknown product."""
+    with source_spec("autotask").simulator_class()(generate("small", seed=1)) as simulator:
+        ds = simulator.dataset
+        catalog = {p["id"]: p for p in ds.catalog}
+        lines = expected_lines(ds, one_off=False)
+        backup = next(p for p in sorted({p for _, p, _, _ in lines.values()})
+                      if catalog[p]["category"]["name"] == "Backup")
+        backup_service = f"svc-{service_id(backup)}"
+        services_to, backup_to = "Managed Services/Monitoring & Management", "Backup & Recovery/Backup Software"
+        mapping = (MAPPING % {"auto": "false", "backup": backup_to,
+                              "more": f'    "Services": {{action: map, to: "{services_to}"}}'}).replace(
+            "  distributions:", f'  records:\n    "{backup_service}": {{action: map, to: "{backup_to}"}}\n'
+                                "  distributions:")
+        tenant = make_tenant("acme", simulator, mapping=mapping, source="autotask")
+        outcome = run_sync(pg_url, tenant, "full", instance=instance)
+        assert outcome.success, outcome.reason
+
+    on_backup = sum(a for _, p, _, a in lines.values() if p == backup)
+    assert on_backup and on_backup < sum(a for *_, a in lines.values())
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for (category, _), amount in spend_of(warehouse, tenant).items():
+        totals[category] += amount
+    assert dict(totals) == {category_id(backup_to): on_backup,
+                            category_id(services_to): sum(a for *_, a in lines.values()) - on_backup}
+    with warehouse.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(spend_unmapped).where(
+            spend_unmapped.c.tenant_id == tenant)).scalar() == 0
+        billed = conn.execute(select(products.c.psa_id, products.c.mapping_source).where(
+            products.c.id.in_(select(spend.c.product_id).where(spend.c.tenant_id == tenant)))).all()
+    assert dict(billed)[backup_service] == "record"
+    assert {psa_id for psa_id, _ in billed} == {f"svc-{service_id(p)}" for _, p, _, _ in lines.values()}
+    assert {source for psa_id, source in billed if psa_id != backup_service} == {"category"}
