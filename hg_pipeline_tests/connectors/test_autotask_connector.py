@@ -3,6 +3,7 @@ limit, and normalized records that match the shared dataset."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -142,6 +143,7 @@ def test_never_more_than_three_requests_at_once_per_entity(sim, connect, caplog)
 
 @pytest.mark.parametrize("status", [500, 400])
 def test_thread_threshold_rejections_are_waited_out_whatever_their_status(sim, connect, caplog, status):
+    caplog.set_level(logging.INFO)  # whatever an earlier `hg-pipeline` call in this process left the root at
     sim.latency = 0.02
     sim.thread_limit, sim.thread_limit_status = 1, status
     results = _read_at_once(sim, connect, 3)
