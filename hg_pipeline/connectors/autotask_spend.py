@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from hg_pipeline.connectors.base import Endpoint, Page
-from hg_pipeline.connectors.records import RecordError, id_text
-from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, cents, decimal, month_of, months_between
+from hg_pipeline.connectors.records import id_text
+from hg_pipeline.connectors.spend_lines import decimal, line_name, month_of, months_between, spend_record
 
 CONTRACTS = Endpoint("spend", "Contracts", "next_url", "items")
 UNITS = Endpoint("spend", "ContractServiceUnits", "next_url", "items")
@@ -52,19 +52,12 @@ def spend_pages(connector, months: list[str]) -> Iterator[Page]:
 
 
 def normalize_line(payload: Mapping) -> dict:
-    psa_id = payload.get("id")
-    what = f"spend line {psa_id}"
-    if not isinstance(psa_id, str) or not psa_id:
-        raise RecordError("spend line: id is missing")
+    psa_id, what = line_name(payload)
     contract, unit = payload["contract"], payload["unit"]
     service = unit.get("serviceID")
-    return {
-        "psa_id": psa_id,
-        "company_psa_id": id_text(contract.get("companyID"), f"{what} company"),
-        "product_psa_id": SERVICE_PREFIX + id_text(service, f"{what} service") if service is not None else None,
-        "category": None,
-        "month": payload["month"],
-        "amount": cents(decimal(unit.get("price"), what, "price")),
-        "currency": DEFAULT_CURRENCY,
-        "description": None,
-    }
+    return spend_record(
+        payload, psa_id,
+        company_psa_id=id_text(contract.get("companyID"), f"{what} company"),
+        product_psa_id=SERVICE_PREFIX + id_text(service, f"{what} service") if service is not None else None,
+        amount=decimal(unit.get("price"), what, "price"),
+    )

@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from hg_pipeline.connectors.base import Endpoint, Page
 from hg_pipeline.connectors.paginators import Request, read
 from hg_pipeline.connectors.records import RecordError, id_text, text_value
-from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, SPEND_MONTHS, cents, decimal, window  # noqa: F401
+from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, decimal, line_name, spend_record
+from hg_pipeline.connectors.spend_lines import SPEND_MONTHS, window  # noqa: F401 - the connector's window
 from hg_pipeline.connectors.spend_lines import month_of as _month
 
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "semi-annual": 6, "annual": 12, "yearly": 12}
@@ -110,10 +111,7 @@ def spend_pages(connector, months: list[str]) -> Iterator[Page]:
 
 
 def normalize_line(payload: Mapping) -> dict:
-    psa_id = payload.get("id")
-    what = f"spend line {psa_id}"
-    if not isinstance(psa_id, str) or not psa_id:
-        raise RecordError("spend line: id is missing")
+    psa_id, what = line_name(payload)
     if "addition" in payload:
         agreement, addition = payload["agreement"], payload["addition"]
         cycle = (agreement.get("billingCycle") or {}).get("name") or "Monthly"
@@ -139,13 +137,9 @@ def normalize_line(payload: Mapping) -> dict:
         description = text_value(item, "description", what)
     if not isinstance(company, Mapping):
         raise RecordError(f"{what}: company is missing")
-    return {
-        "psa_id": psa_id,
-        "company_psa_id": id_text(company.get("id"), f"{what} company"),
-        "product_psa_id": id_text(product.get("id"), f"{what} product") if isinstance(product, Mapping) else None,
-        "category": None,
-        "month": payload["month"],
-        "amount": cents(amount),
-        "currency": currency,
-        "description": description,
-    }
+    return spend_record(
+        payload, psa_id,
+        company_psa_id=id_text(company.get("id"), f"{what} company"),
+        product_psa_id=id_text(product.get("id"), f"{what} product") if isinstance(product, Mapping) else None,
+        amount=amount, currency=currency, description=description,
+    )

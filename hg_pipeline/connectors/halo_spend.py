@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 
 from hg_pipeline.connectors.base import Endpoint, Page
 from hg_pipeline.connectors.paginators import read
-from hg_pipeline.connectors.records import RecordError, id_text, text_value
-from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, cents, decimal, month_of, months_between
+from hg_pipeline.connectors.records import id_text, text_value
+from hg_pipeline.connectors.spend_lines import decimal, line_name, month_of, months_between, spend_record
 
 RECURRING = Endpoint("spend", "RecurringInvoice", paginator="numbered_pages", data_selector="invoices")
 INVOICES = Endpoint("spend", "Invoice", paginator="numbered_pages", data_selector="invoices")
@@ -54,10 +54,7 @@ def spend_pages(connector, months: list[str]) -> Iterator[Page]:
 
 
 def normalize_line(payload: Mapping) -> dict:
-    psa_id = payload.get("id")
-    what = f"spend line {psa_id}"
-    if not isinstance(psa_id, str) or not psa_id:
-        raise RecordError("spend line: id is missing")
+    psa_id, what = line_name(payload)
     header, line = payload["header"], payload["line"]
     if line.get("net_amount") is not None:
         amount = decimal(line["net_amount"], what, "net_amount")
@@ -65,13 +62,10 @@ def normalize_line(payload: Mapping) -> dict:
         amount = decimal(line.get("qty_order"), what, "qty_order") * decimal(line.get("unit_price"), what,
                                                                               "unit_price")
     item = line.get("_itemid")
-    return {
-        "psa_id": psa_id,
-        "company_psa_id": id_text(header.get("client_id"), f"{what} client"),
-        "product_psa_id": id_text(item, f"{what} item") if item not in (None, 0, "0") else None,
-        "category": None,
-        "month": payload["month"],
-        "amount": cents(amount),
-        "currency": DEFAULT_CURRENCY,
-        "description": text_value(line, "item_shortdescription", what),
-    }
+    return spend_record(
+        payload, psa_id,
+        company_psa_id=id_text(header.get("client_id"), f"{what} client"),
+        product_psa_id=id_text(item, f"{what} item") if item not in (None, 0, "0") else None,
+        amount=amount,
+        description=text_value(line, "item_shortdescription", what),
+    )

@@ -7,6 +7,7 @@ normalizer turns one into `entities.NORMALIZED_FIELDS["spend"]`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -54,3 +55,19 @@ def decimal(value: object, what: str, field: str) -> Decimal:
 def cents(amount: Decimal) -> str:
     """Exact decimal text of `amount` rounded half up to the cent."""
     return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def line_name(payload: Mapping) -> tuple[str, str]:
+    """(the line payload's psa_id, how a RecordError names it), or RecordError without an id."""
+    psa_id = payload.get("id")
+    if not isinstance(psa_id, str) or not psa_id:
+        raise RecordError("spend line: id is missing")
+    return psa_id, f"spend line {psa_id}"
+
+
+def spend_record(payload: Mapping, psa_id: str, *, company_psa_id: str, product_psa_id: str | None,
+                 amount: Decimal, currency: str = DEFAULT_CURRENCY, description: str | None = None) -> dict:
+    """The normalized spend line (`entities.NORMALIZED_FIELDS["spend"]`) of a PSA line payload."""
+    return {"psa_id": psa_id, "company_psa_id": company_psa_id, "product_psa_id": product_psa_id,
+            "category": None, "month": payload["month"], "amount": cents(amount), "currency": currency,
+            "description": description}
