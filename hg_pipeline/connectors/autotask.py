@@ -132,7 +132,6 @@ class AutotaskConnector(HttpConnector):
     """
 
     source = "autotask"
-    reads_spend = True  # iter_pages("spend"): active contracts' service units (autotask_spend.py)
     spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
     spend_months = SPEND_MONTHS
 

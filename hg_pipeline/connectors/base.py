@@ -67,7 +67,8 @@ class ResumeRefused(Exception):
 class Connector(Protocol):
     """A source as the extract stage reads it. Used as a context manager (closed at the end).
 
-    iter_pages: raw payload pages of `entity` (only those changed after `since` when given);
+    iter_pages: raw payload pages of `entity`, any of `entities.STAGED_ENTITIES`, spend included
+      (only those changed after `since` when given);
       raises `paging.IncompleteExtraction` at the end of a read that does not add up, with
       `previous` the number of records the last extraction staged (a PSA that returns nothing
       must prove it); a page may be a `Page` whose `resume` token, given back as `resume`,

@@ -107,7 +107,6 @@ class ConnectWiseConnector(HttpConnector):
     source = "connectwise"
     payload_id = staticmethod(payload_id)
     page_threads = "cw-page"  # the threads of its pages in flight (paginators.concurrently)
-    reads_spend = True  # iter_pages("spend"): agreements' additions and invoiced items (cw_spend.py)
     spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
     spend_months = cw_spend.SPEND_MONTHS
 

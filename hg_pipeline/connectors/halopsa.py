@@ -109,7 +109,6 @@ class HaloPsaConnector(HttpConnector):
 
     source = "halopsa"
     payload_id = staticmethod(payload_id)
-    reads_spend = True  # iter_pages("spend"): recurring invoices and posted invoices (halo_spend.py)
     spend_until: str | None = None  # the last month ("YYYY-MM") of the spend window; None: this month
     spend_months = SPEND_MONTHS
 

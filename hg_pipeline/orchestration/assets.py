@@ -142,10 +142,6 @@ def extract_asset(entity: str) -> AssetsDefinition:
             connector = psa.connector_for(tenant)
         except (TenantError, CredentialError, ValueError) as exc:
             raise _fail(tenant_id, f"extract {entity}", exc) from None
-        if entity == "spend" and not getattr(connector, "reads_spend", False):
-            connector.close()  # nothing staged: the spend stages derive an empty spend
-            return MaterializeResult(metadata={"tenant": tenant_id, "mode": "not read", "received": 0,
-                                               "note": f"spend is not read from {source(tenant.source).title} yet"})
         try:
             result = extract_entity(engine, tenant, entity, connector, context.run_id, config.incremental)
         except ExtractError as exc:
