@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from hg_pipeline import secrets
 from hg_pipeline.imports import batches, formats, tokens, validate
 from hg_pipeline.imports.formats import IMPORT_ENTITIES
+from hg_pipeline.imports.normalize import record_key
 from hg_pipeline.warehouse import db, locks, outage
 from hg_pipeline.warehouse.tables import import_requests
 
@@ -326,7 +327,7 @@ def _checked(entity: str, records: list) -> list[dict]:
         if typed is None:
             errors.extend({"index": index, "field": p.field, "reason": p.reason} for p in problems)
             continue
-        key = validate.record_key(entity, typed)
+        key = record_key(entity, typed)
         if key in first_at:
             what = f"id {key!r}" if typed.get("id") else "company_id, product_id, category, month and currency"
             errors.append({"index": index, "field": "id",

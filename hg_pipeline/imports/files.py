@@ -82,11 +82,10 @@ def identify(path: str | Path) -> ImportFile:
 
 @dataclass
 class Checked:
-    """Every record of a set of files checked as it streams by: records per entity, problems,
-    and the ids given so far (unique per entity across the files)."""
+    """Every record of a set of files checked as it streams by: the problems, and the ids given
+    so far (unique per entity across the files)."""
 
     files: list[ImportFile]
-    records: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     more: int = 0  # problems beyond MAX_PROBLEMS
     # entity -> id -> (file number, position) where it was first given: small, for a million ids
@@ -129,7 +128,6 @@ class Checked:
                                  f"given twice (first in {self.files[first[0]].name}, {unit} {first[1]})")
                     continue
                 ids[key] = (number, position)
-                self.records[entity] = self.records.get(entity, 0) + 1
                 if self.problems:
                     continue  # nothing more is staged: the import will be refused
                 page.append(record)
@@ -138,15 +136,6 @@ class Checked:
                     page = []
         if page and not self.problems:
             yield page
-
-
-def check_files(files: list[ImportFile]) -> Checked:
-    """Read and check every file completely, staging nothing."""
-    checked = Checked(files)
-    for entity in checked.sources():
-        for _ in checked.pages(entity):
-            pass
-    return checked
 
 
 def _raw_records(f: ImportFile, checked: Checked) -> Iterator[tuple]:

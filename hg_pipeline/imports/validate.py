@@ -21,7 +21,7 @@ from decimal import Decimal
 from hg_pipeline.connectors.records import EMAIL, RecordError, clean_text, shown
 from hg_pipeline.imports import formats
 from hg_pipeline.imports.formats import Field, format_of
-from hg_pipeline.imports.normalize import normalize, record_key  # noqa: F401 - record_key is part of this API
+from hg_pipeline.imports.normalize import normalize
 
 _MONTH = re.compile(formats.MONTH_PATTERN)
 _DECIMAL = re.compile(formats.DECIMAL_PATTERN)
