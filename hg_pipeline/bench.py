@@ -563,7 +563,7 @@ def _floor(source_name: str, base_url: str, credentials: dict[str, str], url: st
     session.auth = (f"{credentials['company_id']}+{credentials['public_key']}", credentials["private_key"])
     session.headers["clientId"] = credentials["client_id"]
     table = f"{FLOOR_SCHEMA}.raw_records"
-    with psycopg.connect(_plain_url(url)) as conn:
+    with psycopg.connect(plain_url(url)) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {FLOOR_SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {FLOOR_SCHEMA}")
         conn.execute(f"CREATE TABLE {table} (entity text NOT NULL, psa_id text NOT NULL, payload text NOT NULL)")
@@ -662,13 +662,13 @@ def _api_root(get_json, base_url: str, company_id: str) -> str:
     return f"{base_url}/{codebase}/apis/3.0/"
 
 
-def _plain_url(url: str) -> str:
+def plain_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 # --- the syncs as a user runs them -------------------------------------------------------
 
-def _cli_command() -> list[str]:
+def cli_command() -> list[str]:
     script = os.path.join(os.path.dirname(sys.executable), "hg-pipeline")
     return [script] if os.path.exists(script) else [sys.executable, "-m", "hg_pipeline.cli"]
 
@@ -678,23 +678,28 @@ def _cli_sync(url: str, tenant_id: str, flag: str, dagster_home: str) -> dict:
     its wall time from spawn to exit, the run's own seconds (its output) and its peak RSS."""
     import re
 
-    command = [*_cli_command(), "sync", tenant_id, flag, "--database-url", url]
+    label = f"hg-pipeline sync {tenant_id} {flag}"
+    run = timed_process([*cli_command(), "sync", tenant_id, flag, "--database-url", url], label,
+                        env={**os.environ, "DAGSTER_HOME": dagster_home})
+    found = re.search(r"success in ([0-9.]+)s", run["output"])
+    return {"command": label, "wall_seconds": run["wall_seconds"],
+            "run_seconds": float(found.group(1)) if found else None, "maxrss_mb": run["maxrss_mb"]}
+
+
+def timed_process(command: list[str], label: str, env: dict[str, str] | None = None) -> dict:
+    """Run `command` to its end: wall time from spawn to exit, its own peak RSS (wait4) and what
+    it printed; BenchError naming `label` and its last line when it fails."""
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, "DAGSTER_HOME": dagster_home})
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
         _, status, usage = os.wait4(process.pid, 0)  # wait4: this child's own rusage
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         output.seek(0)
         printed = output.read()
-    if process.returncode != 0:
-        last = (printed.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"`hg-pipeline sync {tenant_id} {flag}` failed: {last}")
-    found = re.search(r"success in ([0-9.]+)s", printed)
-    return {"command": f"hg-pipeline sync {tenant_id} {flag}", "wall_seconds": wall,
-            "run_seconds": float(found.group(1)) if found else None,
-            "maxrss_mb": usage.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else usage.ru_maxrss / 1024}
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise BenchError(f"`{label}` failed: {(printed.strip().splitlines() or ['no output'])[-1]}")
+    maxrss_mb = usage.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else usage.ru_maxrss / 1024
+    return {"wall_seconds": wall, "maxrss_mb": maxrss_mb, "output": printed.strip()}
 
 
 # --- dlt ---------------------------------------------------------------------------------
@@ -761,7 +766,7 @@ def _dlt_postgres_url(url: str) -> str:
 def _drop_dlt_schemas(url: str) -> None:
     import psycopg
 
-    with psycopg.connect(_plain_url(url), autocommit=True) as conn:
+    with psycopg.connect(plain_url(url), autocommit=True) as conn:
         for schema in (DLT_SCHEMA, f"{DLT_SCHEMA}_staging"):
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 

@@ -9,13 +9,12 @@ Goal: the import's peak RSS below 500 MB, whatever the file's size.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from hg_pipeline.bench import cli_command, plain_url, timed_process
 from hg_pipeline.warehouse import db
 
 IMPORT_ROWS = 1_000_000
@@ -43,12 +42,13 @@ def bench_import(url: str, out, rows: int = IMPORT_ROWS) -> dict:
         path = write_spend_csv(Path(folder) / "spend.csv", rows)
         size_mb = path.stat().st_size / 2**20
         say(f"wrote {path.name}: {rows:,} lines, {size_mb:.0f} MiB in {time.perf_counter() - started:.1f} s")
-        floor = _timed([sys.executable, "-c", _COPY_SCRIPT, _psycopg_url(url), str(path)])
+        floor = timed_process([sys.executable, "-c", _COPY_SCRIPT, plain_url(url), str(path)], "COPY floor")
         say(f"floor (COPY of the file into a plain table):  {floor['wall_seconds']:7.1f} s   "
             f"peak RSS {floor['maxrss_mb']:6.0f} MiB")
         results = {"rows": rows, "file_mb": size_mb, "floor": floor}
         for label in ("first import", "same file again"):
-            run = _timed([*_cli(), "import", TENANT, str(path), "--database-url", url])
+            run = timed_process([*cli_command(), "import", TENANT, str(path), "--database-url", url],
+                                f"hg-pipeline import {TENANT}")
             results[label] = run
             ratio = run["wall_seconds"] / floor["wall_seconds"] if floor["wall_seconds"] else float("nan")
             say(f"hg-pipeline import, {label + ':':<17}{run['wall_seconds']:7.1f} s ({ratio:4.1f}x the floor, "
@@ -70,27 +70,3 @@ with psycopg.connect(url) as conn:
         while chunk := handle.read(1 << 20):
             copy.write(chunk)
 """
-
-
-def _cli() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "hg-pipeline")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "hg_pipeline.cli"]
-
-
-def _psycopg_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _timed(command: list[str]) -> dict:
-    from hg_pipeline.bench import BenchError
-
-    with tempfile.TemporaryFile("w+") as output:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        output.seek(0)
-        printed = output.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise BenchError(f"`{' '.join(command[:3])}` failed: {(printed.strip().splitlines() or ['no output'])[-1]}")
-    return {"wall_seconds": wall, "maxrss_mb": usage.ru_maxrss / 1024, "output": printed.strip()}
