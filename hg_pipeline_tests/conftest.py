@@ -44,3 +44,21 @@ def warehouse(pg_url):
         conn.execute(text(f"TRUNCATE {names} CASCADE"))
     seed_global_categories(engine)
     return engine
+
+
+@pytest.fixture
+def import_cli(pg_url, warehouse, monkeypatch, tmp_path, capsys):
+    """`hg-pipeline ARGS... --database-url <test database>` in process, as (exit code, stdout,
+    stderr), with the tenant `nopsa` (source: import) registered and a Dagster home of its own."""
+    from hg_pipeline.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([*args, "--database-url", pg_url])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("tenant", "add", "nopsa", "--source", "import", "--name", "No PSA")[0] == 0
+    return run

@@ -28,20 +28,6 @@ assets: {enabled: true}
 """
 
 
-@pytest.fixture
-def cli(pg_url, warehouse, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    (tmp_path / "dagster").mkdir()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main([*args, "--database-url", pg_url])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    assert run("tenant", "add", "nopsa", "--source", "import", "--name", "No PSA")[0] == 0
-    return run
-
-
 def write(tmp_path, name: str, text: str, encoding: str = "utf-8"):
     path = tmp_path / name
     path.write_text(text, encoding=encoding, newline="")
@@ -62,14 +48,14 @@ def live(warehouse, table) -> dict[str, str]:
             table.c.tenant_id == "nopsa", table.c.deleted_at.is_(None))).all())
 
 
-def test_a_bad_csv_names_line_and_column_and_stages_nothing(cli, warehouse, tmp_path):
+def test_a_bad_csv_names_line_and_column_and_stages_nothing(import_cli, warehouse, tmp_path):
     good = write(tmp_path, "companies.csv", "id,name,type\n1,Acme,Customer\n")
     bad = write(tmp_path, "contacts.csv",
                 "id,company_id,first_name,email,inactive\n"
                 "10,1,Ann,ann@example.com,no\n"
                 '11,1,"Bob\nSmith",bob-at-example,no\n'   # a quoted line break: the record spans lines 3-4
                 "12,1,Cy,cy@example.com,maybe\n")
-    code, out, err = cli("import", "nopsa", good, bad)
+    code, out, err = import_cli("import", "nopsa", good, bad)
     assert code == 2 and out == ""
     first, *rest = err.strip().splitlines()
     assert first == ("hg-pipeline: tenant nopsa: import refused, nothing staged: contacts.csv, line 3, column 4 "
@@ -82,34 +68,34 @@ def test_a_bad_csv_names_line_and_column_and_stages_nothing(cli, warehouse, tmp_
         assert conn.execute(select(raw_inflight)).all() == []
 
 
-def test_header_problems_and_broken_files_are_named(cli, tmp_path):
-    code, _, err = cli("import", "nopsa", write(tmp_path, "companies.csv", "id,nmae\n1,Acme\n"))
+def test_header_problems_and_broken_files_are_named(import_cli, tmp_path):
+    code, _, err = import_cli("import", "nopsa", write(tmp_path, "companies.csv", "id,nmae\n1,Acme\n"))
     assert code == 2
     assert "companies.csv, line 1, column 2: unknown column 'nmae' (expected: id, name, type, identifier, status)" in err
     assert "companies.csv, line 1: the required column 'name' is missing" in err
-    code, _, err = cli("import", "nopsa", write(tmp_path, "companies.csv", "id,name\n1,Acme,extra\n"))
+    code, _, err = import_cli("import", "nopsa", write(tmp_path, "companies.csv", "id,name\n1,Acme,extra\n"))
     assert code == 2 and "companies.csv, line 2: 3 cells, the header has 2" in err
     latin = tmp_path / "members.csv"
     latin.write_bytes("id,name\n1,Zoë\n".encode("latin-1"))
-    code, _, err = cli("import", "nopsa", str(latin))
+    code, _, err = import_cli("import", "nopsa", str(latin))
     assert code == 2 and "members.csv: not UTF-8 text" in err
-    code, _, err = cli("import", "nopsa", write(tmp_path, "people.csv", "id\n1\n"))
+    code, _, err = import_cli("import", "nopsa", write(tmp_path, "people.csv", "id\n1\n"))
     assert code == 2 and "people.csv: the file name must start with the entity it holds" in err
-    code, _, err = cli("import", "nopsa", write(tmp_path, "products.jsonl",
+    code, _, err = import_cli("import", "nopsa", write(tmp_path, "products.jsonl",
                                                 '{"id": "p1", "name": "Veeam VBR"}\n{"id": "p2", "name": 7}\n'
                                                 '{"id": "p3", "name": "x", "price": "1,200.00"}\n{oops\n'))
     assert code == 2
     assert "products.jsonl, line 2, field name: must be a string, got a number" in err
     assert "products.jsonl, line 3, field price: '1,200.00' is not a number (no thousands separators" in err
     assert "products.jsonl, line 4: not valid JSON" in err
-    code, _, err = cli("import", "nopsa", write(tmp_path, "assets.json", '[{"id": "a1", "name": "FW"}, {"id": "a1", '
+    code, _, err = import_cli("import", "nopsa", write(tmp_path, "assets.json", '[{"id": "a1", "name": "FW"}, {"id": "a1", '
                                                                        '"name": "FW2"}, [1]]'))
     assert code == 2
     assert "assets.json, record 2, field id: id 'a1' given twice (first in assets.json, record 1)" in err
     assert "assets.json, record 3: not a JSON object" in err
 
 
-def test_quoting_bom_separators_empty_cells_and_unicode(cli, warehouse, tmp_path):
+def test_quoting_bom_separators_empty_cells_and_unicode(import_cli, warehouse, tmp_path):
     files = [
         write(tmp_path, "companies.csv", "\ufeffid;name;type;status\n"
                                          '1;"Acme; Ltd";Customer;\n'
@@ -119,7 +105,7 @@ def test_quoting_bom_separators_empty_cells_and_unicode(cli, warehouse, tmp_path
         write(tmp_path, "products.csv", "id|name|sku|category|price\n"
                                         'p1|"Microsoft 365, Business Premium"|M365-BP|Software / Licensing|22.50\n'),
     ]
-    code, out, err = cli("import", "nopsa", *files)
+    code, out, err = import_cli("import", "nopsa", *files)
     assert code == 0, err
     assert " staged (full): 2 companies, 2 company_types, 1 contacts, 1 contact_types, 1 products, " \
            "2 product_categories" in out
@@ -134,27 +120,27 @@ def test_quoting_bom_separators_empty_cells_and_unicode(cli, warehouse, tmp_path
     assert set(staged(warehouse, "company_types")) == {"Customer", "Vendor"}
 
 
-def test_a_record_missing_from_the_next_full_import_is_soft_deleted_partial_keeps_it(cli, warehouse, tmp_path):
+def test_a_record_missing_from_the_next_full_import_is_soft_deleted_partial_keeps_it(import_cli, warehouse, tmp_path):
     store_mapping(warehouse, "nopsa", MAPPING)
     others = "".join(f"{n},Client {n},Customer\n" for n in range(4, 9))  # a sync may soft-delete up to 20%
     first = write(tmp_path, "companies.csv", "id,name,type\n1,Acme,Customer\n2,Beta,Vendor\n3,Gamma,Prospect\n" + others)
-    code, out, err = cli("import", "nopsa", first, "--sync")
+    code, out, err = import_cli("import", "nopsa", first, "--sync")
     assert code == 0, err
     assert "full sync of nopsa: success" in out
     kept = {str(n): f"Client {n}" for n in range(4, 9)}
     assert live(warehouse, companies) == {"1": "Acme", "2": "Beta", "3": "Gamma", **kept}
 
-    code, out, err = cli("import", "nopsa", first, "--sync")  # the same files again change nothing
+    code, out, err = import_cli("import", "nopsa", first, "--sync")  # the same files again change nothing
     assert code == 0, err
     assert "companies                    8         -        8        0        0         0        0        0" in out
 
     partial = write(tmp_path, "companies-update.csv", "id,name,type\n2,Beta Renamed,Vendor\n")
-    code, _, err = cli("import", "nopsa", partial, "--partial", "--sync")
+    code, _, err = import_cli("import", "nopsa", partial, "--partial", "--sync")
     assert code == 0, err
     assert live(warehouse, companies) == {"1": "Acme", "2": "Beta Renamed", "3": "Gamma", **kept}
 
     second = write(tmp_path, "companies.csv", "id,name,type\n1,Acme,Customer\n2,Beta Renamed,Vendor\n" + others)
-    code, out, err = cli("import", "nopsa", second, "--sync")
+    code, out, err = import_cli("import", "nopsa", second, "--sync")
     assert code == 0, err
     assert "missing from it, to be soft-deleted: 1 companies" in out
     assert live(warehouse, companies) == {"1": "Acme", "2": "Beta Renamed", **kept}
@@ -164,7 +150,7 @@ def test_a_record_missing_from_the_next_full_import_is_soft_deleted_partial_keep
     assert gone is not None  # soft, never hard-deleted
 
 
-def test_an_import_loads_contacts_and_products_through_the_mapping(cli, warehouse, tmp_path):
+def test_an_import_loads_contacts_and_products_through_the_mapping(import_cli, warehouse, tmp_path):
     store_mapping(warehouse, "nopsa", MAPPING)
     files = [
         write(tmp_path, "companies.json", json.dumps([{"id": 1, "name": "Acme", "type": "Customer"}])),
@@ -172,7 +158,7 @@ def test_an_import_loads_contacts_and_products_through_the_mapping(cli, warehous
                                           '"email": "ann@acme.example", "type": "Billing"}\n'),
         write(tmp_path, "products.csv", "id,name,category\np1,S1 Control,Security/Endpoint Protection\n"),
     ]
-    code, _, err = cli("import", "nopsa", *files, "--sync")
+    code, _, err = import_cli("import", "nopsa", *files, "--sync")
     assert code == 0, err
     assert live(warehouse, companies) == {"1": "Acme"}
     assert live(warehouse, contacts) == {"c1": "ann@acme.example"}
@@ -181,27 +167,27 @@ def test_an_import_loads_contacts_and_products_through_the_mapping(cli, warehous
             products.c.tenant_id == "nopsa")).all() == [("S1 Control", "category")]
 
 
-def test_spend_lines_without_ids_are_known_by_company_product_month_and_currency(cli, warehouse, tmp_path):
+def test_spend_lines_without_ids_are_known_by_company_product_month_and_currency(import_cli, warehouse, tmp_path):
     dup = write(tmp_path, "spend.csv", "company_id,product_id,month,amount,currency\n"
                                        "1,p1,2026-10,100.00,USD\n1,p1,2026-10,5.00,usd\n")
-    code, _, err = cli("import", "nopsa", dup)
+    code, _, err = import_cli("import", "nopsa", dup)
     assert code == 2
     assert "spend.csv, line 3: company_id, product_id, month and currency '1|p1||2026-10|USD' given twice " \
            "(first in spend.csv, line 2)" in err
     good = write(tmp_path, "spend.csv", "company_id,product_id,month,amount,currency\n"
                                         "1,p1,2026-10,100.00,USD\n1,p1,2026-11,-5.10,usd\n")
-    assert cli("import", "nopsa", good)[0] == 0
+    assert import_cli("import", "nopsa", good)[0] == 0
     assert staged(warehouse, "spend")["1|p1||2026-11|USD"] == {
         "company_id": "1", "product_id": "p1", "month": "2026-11", "amount": "-5.10", "currency": "USD"}
 
 
-def test_only_import_tenants_take_files_and_the_schema_is_printed(cli, tmp_path):
-    assert cli("tenant", "add", "cw", "--source", "connectwise", "--base-url", "http://127.0.0.1:9",
+def test_only_import_tenants_take_files_and_the_schema_is_printed(import_cli, tmp_path):
+    assert import_cli("tenant", "add", "cw", "--source", "connectwise", "--base-url", "http://127.0.0.1:9",
                *[a for k in ("company_id", "public_key", "private_key", "client_id")
                  for a in ("--credential", f"{k}=env:NOPE_{k.upper()}")])[0] == 0
-    code, _, err = cli("import", "cw", write(tmp_path, "companies.csv", "id,name\n1,A\n"))
+    code, _, err = import_cli("import", "cw", write(tmp_path, "companies.csv", "id,name\n1,A\n"))
     assert code == 2 and "tenant cw reads connectwise, not import files" in err
-    code, out, _ = cli("import", "--schema", "contacts")
+    code, out, _ = import_cli("import", "--schema", "contacts")
     assert code == 0 and json.loads(out) == formats.json_schema("contacts")
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
-from hg_pipeline.cli import main
 from hg_pipeline.ids import category_id
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tables import spend, spend_unmapped
@@ -51,27 +49,13 @@ SPEND = ("company_id,product_id,category,month,amount,currency\n"
          "2,,Nowhere/Thing,2026-10,2.00,USD\n")
 
 
-@pytest.fixture
-def cli(pg_url, warehouse, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    (tmp_path / "dagster").mkdir()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main([*args, "--database-url", pg_url])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    assert run("tenant", "add", "nopsa", "--source", "import", "--name", "No PSA")[0] == 0
-    return run
-
-
-def test_import_spend_lines_are_loaded_and_the_rest_kept_apart(cli, warehouse, tmp_path):
+def test_import_spend_lines_are_loaded_and_the_rest_kept_apart(import_cli, warehouse, tmp_path):
     store_mapping(warehouse, "nopsa", MAPPING)
     files = []
     for name, text in (("companies.csv", COMPANIES), ("products.csv", PRODUCTS), ("spend.csv", SPEND)):
         (tmp_path / name).write_text(text, encoding="utf-8")
         files.append(str(tmp_path / name))
-    code, out, err = cli("import", "nopsa", *files, "--sync")
+    code, out, err = import_cli("import", "nopsa", *files, "--sync")
     assert code == 0, err
     assert "full sync of nopsa: success" in out
 
@@ -108,7 +92,7 @@ def test_import_spend_lines_are_loaded_and_the_rest_kept_apart(cli, warehouse, t
     total = sum(a for *_, a, _ in loaded) + sum(row.amount for row in apart)
     assert total == sum(Decimal(line.split(",")[4]) for line in SPEND.splitlines()[1:])
 
-    code, out, err = cli("import", "nopsa", *files, "--sync")  # the same files again: the same spend
+    code, out, err = import_cli("import", "nopsa", *files, "--sync")  # the same files again: the same spend
     assert code == 0, err
     with warehouse.connect() as conn:
         again = conn.execute(select(spend.c.line_psa_id, spend.c.category_id, spend.c.month, spend.c.amount,
