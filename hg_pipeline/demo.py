@@ -44,9 +44,7 @@ def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL"
                                 rate_limit=(DEMO_RATE_LIMIT, 1.0)) as simulator:
         print(f"{spec.title} simulator on {simulator.base_url} (small dataset, seed 1)")
         _ensure_tenant(engine, simulator.base_url, spec, env)
-        if current_mapping(engine, DEMO_TENANT) is None:
-            store_mapping(engine, DEMO_TENANT, spec.default_document())
-            print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
+        _ensure_mapping(engine, spec)
         outcome = run_sync(database_url, DEMO_TENANT, "full", log_level=log_level)
     if not _report(database_url, engine, outcome):
         return 1
@@ -95,9 +93,7 @@ def _run_import_demo(database_url: str, spec: SourceSpec, log_level: str) -> int
         add_tenant(engine, Tenant(tenant_id=DEMO_TENANT, name="Demo MSP (import files)", source=spec.name,
                                   base_url=None, credentials={}, notify_email="ops@demo-msp.example"))
         print(f"registered tenant {DEMO_TENANT} (source: import)")
-    if current_mapping(engine, DEMO_TENANT) is None:
-        store_mapping(engine, DEMO_TENANT, spec.default_document())
-        print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
+    _ensure_mapping(engine, spec)
     checked = Checked([identify(path) for path in example_files()])
     result = stage_batch(engine, DEMO_TENANT, checked.sources(), partial=False, refusal=checked.refusal)
     print(f"imported {', '.join(f.name for f in checked.files)} from {EXAMPLES_DIR}: {result.summary()}")
@@ -110,6 +106,13 @@ def _run_import_demo(database_url: str, spec: SourceSpec, log_level: str) -> int
         "Or push records over HTTP: README, \"Import API\"."
     )
     return 0
+
+
+def _ensure_mapping(engine, spec: SourceSpec) -> None:
+    """The source's default mapping as the demo tenant's first version, unless it has one."""
+    if current_mapping(engine, DEMO_TENANT) is None:
+        store_mapping(engine, DEMO_TENANT, spec.default_document())
+        print(f"stored the default mapping as version 1 for tenant {DEMO_TENANT}")
 
 
 def _ensure_tenant(engine, base_url: str, spec: SourceSpec, env: dict[str, str]) -> None:
