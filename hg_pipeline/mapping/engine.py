@@ -75,6 +75,11 @@ class MappingResult:
     decisions: list[Decision] = field(default_factory=list)  # one per input record
     categories: list[dict] = field(default_factory=list)  # products: custom categories used
     distributions: list[dict] = field(default_factory=list)  # products: {tenant_id, product_id, category_id, pct}
+    # A delta (the nightly): the PSA ids this result decides; every other record keeps its row
+    # and decision. None: the result states the whole entity.
+    scope: list[str] | None = None
+    # How far the map stage read staging (warehouse/map_marks.MapMark), stored by the load.
+    mark: object | None = None
 
     def counts(self) -> dict[str, int]:
         """Number of decisions per outcome (mapped, pending, ignored)."""

@@ -39,7 +39,14 @@ from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELD
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.checks import check_specs, run_checks
 from hg_pipeline.mapping.worklist import unmapped_table
-from hg_pipeline.orchestration.mapping_stage import WORKLIST_ENTITIES, WorklistRun, record_worklist, run_mapping
+from hg_pipeline.orchestration.mapping_stage import (
+    WORKLIST_ENTITIES,
+    WorklistRun,
+    decision_counts,
+    pending_summary,
+    record_worklist,
+    run_mapping,
+)
 from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
@@ -167,9 +174,12 @@ class MapConfig(Config):
     """max_soft_delete_share: the share of live rows a sync may soft-delete because their PSA
     records vanished or the mapping no longer loads them beyond what the mapping version
     accepted (the `soft_delete_volume` check); raise it for one run to accept a
-    large deletion that is known to be right."""
+    large deletion that is known to be right.
+    incremental: map (and load) only the records whose staging changed since the last map of
+    the same mapping version, when that is safe (nightly resync; see mapping_stage.py)."""
 
     max_soft_delete_share: float = DEFAULT_MAX_SOFT_DELETE_SHARE
+    incremental: bool = False
 
 
 def map_asset(entity: str) -> AssetsDefinition:
@@ -206,19 +216,26 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
     engine = warehouse.engine()
     try:
         with _bulk_work():
-            mapped = run_mapping(engine, tenant_id, entity, upstream, run_id=context.run_id)
+            mapped = run_mapping(engine, tenant_id, entity, upstream, run_id=context.run_id,
+                                 incremental=config.incremental)
     except (TenantError, ValueError) as exc:
         raise _fail(tenant_id, f"map {entity}", exc) from None
     result = mapped.result
-    outcomes = Counter(d.outcome for d in result.decisions)
-    total = len(result.decisions)
-    pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
+    if result.scope is None:
+        outcomes = Counter(d.outcome for d in result.decisions)
+        pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
+    else:  # a delta: the entity's figures are those of every recorded decision
+        outcomes = decision_counts(engine, tenant_id, entity)
+        pending_groups = Counter(pending_summary(engine, tenant_id).get(entity, {}))
+    total = sum(outcomes.values())
     # Decisions are in mapping_decisions already; only the map stages downstream of this one
     # need them, and pickling 100,000 of them between steps costs seconds.
     passed_on = result if entity in MAP_INPUTS.values() else replace(result, decisions=[])
     yield Output(passed_on, metadata={
         "tenant": tenant_id,
         "mapping_version": mapped.version,
+        "mode": "whole" if result.scope is None else "delta",
+        "remapped": len(result.decisions) if result.scope is None else len(result.scope),
         "records": total,
         "mapped": outcomes["mapped"],
         "pending": outcomes["pending"],
@@ -267,12 +284,14 @@ def load_asset(entity: str) -> AssetsDefinition:
                     warehouse.engine(), tenant_id, entity, mapped.rows,
                     new_categories=mapped.categories if entity == "products" else None,
                     distributions=mapped.distributions if entity == "products" else None,
+                    scope=mapped.scope, mark=mapped.mark,
                 )
         except LoadError as exc:
             raise _fail(tenant_id, f"load {entity}", exc) from None
         return MaterializeResult(metadata={
             "tenant": tenant_id,
-            "rows": len(mapped.rows),
+            "mode": "whole" if mapped.scope is None else "delta",
+            "rows": counts.rows,
             **counts.as_dict(),
             "preview": preview(mapped.rows, ENTITY_LOADS[entity].columns),
         })

@@ -50,7 +50,8 @@ def run_checks(engine: Engine, tenant_id: str, entity: str, result: MappingResul
         if entity == "products" else None,
     )
     live = live_psa_ids(engine, tenant_id, entity)
-    leaving = live - {row["psa_id"] for row in result.rows}
+    # A delta leaves every row outside its scope as it is.
+    leaving = (live if result.scope is None else live & set(result.scope)) - {row["psa_id"] for row in result.rows}
     vanished = leaving - {d.psa_id for d in result.decisions}
     by_mapping = len(leaving) - len(vanished)
     in_force = current_mapping(engine, tenant_id)

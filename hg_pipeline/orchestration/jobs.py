@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from dagster import AssetSelection, define_asset_job
 
-from hg_pipeline.entities import LOADED_ENTITIES, REFERENCE_ENTITIES
+from hg_pipeline.entities import DERIVED_ENTITIES, LOADED_ENTITIES, REFERENCE_ENTITIES
 from hg_pipeline.orchestration.assets import EXTRACT_GROUP, LOAD_GROUP, MAP_GROUP
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.warehouse.tenants import Tenant
@@ -47,7 +47,12 @@ def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
 INITIAL_ASSETS = [*(f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "contacts", "products", "members")),
                   "mapping_worklist"]
 
-NIGHTLY_OPS_CONFIG = {f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES)}
+# The nightly reads changes only (extract stages) and maps and loads only what they changed
+# (map stages; see mapping_stage.py, "delta").
+NIGHTLY_OPS_CONFIG = {
+    **{f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES, *DERIVED_ENTITIES)},
+    **{f"{e}_mapped": {"config": {"incremental": True}} for e in LOADED_ENTITIES},
+}
 
 initial_sync_job = define_asset_job(
     "initial_sync",

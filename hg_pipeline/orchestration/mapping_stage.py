@@ -21,6 +21,7 @@ from hg_pipeline.mapping.engine import PENDING, MappingContext, MappingResult, m
 from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
 from hg_pipeline.warehouse.bulk import copy_rows, plain_rows, qualified
 from hg_pipeline.warehouse.load import tenant_category_rows
+from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping
 from hg_pipeline.warehouse.staging import StagedRecord, quarantine_records, staged_records
 from hg_pipeline.warehouse.tables import companies, mapping_decisions
@@ -42,25 +43,33 @@ class MappedEntity:
 
 
 def run_mapping(engine: Engine, tenant_id: str, entity: str,
-                upstream: MappingResult | None = None, *, run_id: str | None = None) -> MappedEntity:
-    """The map stage: the stored mapping in force, required ("no mapping, no full sync")."""
+                upstream: MappingResult | None = None, *, run_id: str | None = None,
+                incremental: bool = False) -> MappedEntity:
+    """The map stage: the stored mapping in force, required ("no mapping, no full sync").
+    `incremental`: a delta when it is safe (see `_delta`)."""
     get_tenant(engine, tenant_id)
     stored = current_mapping(engine, tenant_id)
     if stored is None:
         raise ValueError(f"tenant {tenant_id} has no mapping yet: import one with "
                          f"`hg-pipeline mapping import {tenant_id} FILE`")
-    return map_and_record(engine, tenant_id, entity, stored, upstream, run_id=run_id)
+    return map_and_record(engine, tenant_id, entity, stored, upstream, run_id=run_id, incremental=incremental)
 
 
 def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMapping | None,
                    upstream: MappingResult | None = None, *, run_id: str | None = None,
-                   staged: list[StagedRecord] | None = None, quarantine: bool = True) -> MappedEntity:
+                   staged: list[StagedRecord] | None = None, quarantine: bool = True,
+                   incremental: bool = False) -> MappedEntity:
     """Maps the staged records of `entity` with `stored` (None: an empty document) and records
     every decision. With `quarantine`, records pointing at a company the PSA does not have go
-    to `quarantine` too (the map stages do it; the worklist leaves it to them)."""
+    to `quarantine` too (the map stages do it; the worklist leaves it to them). With
+    `incremental`, only what staging changed since the last load's mark, when that is safe
+    (`_delta`); the result's `scope` then names the records it decided."""
     document = _document(stored)
+    version = stored.version if stored else None
+    mark = MapMark(version, staged_through(engine, tenant_id, entity), _upstream_key(upstream))
+    delta = _delta(engine, tenant_id, entity, document, mark) if incremental and staged is None else None
     if staged is None:
-        staged = staged_records(engine, tenant_id, entity)
+        staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
     new_ids = {s.psa_id for s in staged if _utc(s.first_seen_at) > stored.created_at} if stored else set()
     tree = _category_tree(engine, tenant_id)
     context = MappingContext(
@@ -78,8 +87,10 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
             context.suggest = tenant_suggester(document, [s.record for s in staged], tree)
     result = map_entity(entity, [s.record for s in staged], document, context,
                         companies=upstream, categories=categories)
-    version = stored.version if stored else None
-    _record_decisions(engine, tenant_id, entity, result, version)
+    result.mark = mark
+    if delta is not None:
+        result.scope = sorted({*delta.ids, *delta.gone})
+    _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope)
     orphans = [d for d in result.decisions if d.rule == "unknown_parent"] if quarantine else []
     if orphans:
         payloads = {s.psa_id: s.record for s in staged}
@@ -92,6 +103,52 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
 
 def _document(stored: StoredMapping | None) -> MappingDocument:
     return parse_document(stored.document) if stored else MappingDocument()
+
+
+# --- the nightly's delta ------------------------------------------------------------------
+
+# Entities a nightly may map as a delta. Companies are mapped whole: contacts and assets read
+# every company's decision from their result (and there are few). Products are mapped whole:
+# their result also states the tenant's custom categories and distributions as a whole.
+DELTA_ENTITIES = ("contacts", "members", "assets")
+# Above this share of the entity's staged records changed, a whole map is as cheap and simpler.
+DELTA_MAX_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class Delta:
+    ids: list[str]  # records to map: staged after the mark, and every record a record rule names
+    gone: list[str]  # records that vanished after the mark (their rows leave)
+
+
+def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocument, now: MapMark) -> Delta | None:
+    """What to map when only staging changed since the last load of `entity`; None: map it whole.
+
+    A record's decision depends on its staged record, the mapping document, whether it was first
+    seen after the mapping version (fixed per version), its company's decision (contacts, assets)
+    and, for a `map` record rule, the target and the ids other records took. So a delta is safe
+    when the mapping version and the company decisions (`upstream_key`) are those of the last
+    load; the records that record rules name are always mapped again (their targets may have
+    changed; there are few)."""
+    if entity not in DELTA_ENTITIES or now.mapping_version is None:
+        return None
+    last = read_mark(engine, tenant_id, entity)
+    if last is None or last.staged_through is None or last.mapping_version != now.mapping_version \
+            or last.upstream_key != now.upstream_key:
+        return None
+    changes = staged_changes(engine, tenant_id, entity, last.staged_through)
+    if len(changes.changed) + len(changes.gone) > DELTA_MAX_SHARE * changes.live:
+        return None
+    named = getattr(document, entity).records
+    return Delta(ids=sorted({*changes.changed, *named}), gone=changes.gone)
+
+
+def _upstream_key(upstream: MappingResult | None) -> str:
+    """The company decisions contacts and assets read: (psa id, outcome, HighGround id)."""
+    if upstream is None:
+        return ""
+    ids = {row["psa_id"]: row["id"] for row in upstream.rows}
+    return upstream_key((d.psa_id, d.outcome, ids.get(d.psa_id) or "") for d in upstream.decisions)
 
 
 # --- the worklist -----------------------------------------------------------------------
@@ -173,18 +230,24 @@ def _category_tree(engine: Engine, tenant_id: str) -> CategoryTree:
 
 
 def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: MappingResult,
-                      version: int | None) -> None:
-    """Store the decisions that changed since the last map stage (a remap usually changes few)."""
+                      version: int | None, *, scope: list[str] | None = None) -> None:
+    """Store the decisions that changed since the last map stage (a remap usually changes few).
+    `scope`: the records a delta decided (the others keep theirs); None: every record."""
     now = datetime.now(timezone.utc)
     t = mapping_decisions
-    scope = (t.c.tenant_id == tenant_id, t.c.entity == entity)
+    where = (t.c.tenant_id == tenant_id, t.c.entity == entity)
+    selected = (t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key, t.c.mapping_version)
     with engine.begin() as conn:
-        stored = {row[0]: tuple(row[1:]) for row in plain_rows(conn, select(
-            t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key, t.c.mapping_version).where(*scope))}
+        if scope is None:
+            rows = plain_rows(conn, select(*selected).where(*where))
+        else:
+            rows = [row for start in range(0, len(scope), 5000) for row in plain_rows(conn, select(*selected).where(
+                *where, t.c.psa_id.in_(scope[start:start + 5000])))]
+        stored = {row[0]: tuple(row[1:]) for row in rows}
         fresh = {d.psa_id: (d.outcome, d.rule, d.reason, d.group, version) for d in result.decisions}
         stale = [psa_id for psa_id, values in stored.items() if fresh.get(psa_id) != values]
         for start in range(0, len(stale), 5000):
-            conn.execute(t.delete().where(*scope, t.c.psa_id.in_(stale[start:start + 5000])))
+            conn.execute(t.delete().where(*where, t.c.psa_id.in_(stale[start:start + 5000])))
         columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
                    "decided_at")
         copy_rows(conn, qualified(conn, t), columns, (
@@ -211,3 +274,12 @@ def pending_summary(engine: Engine, tenant_id: str) -> dict[str, dict[str, int]]
     for entity, group, count in rows:
         summary.setdefault(entity, {})[group or NO_GROUP] = count
     return summary
+
+
+def decision_counts(engine: Engine, tenant_id: str, entity: str) -> Counter:
+    """outcome -> records of `entity`, from the recorded decisions."""
+    t = mapping_decisions
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.c.outcome, func.count()).where(t.c.tenant_id == tenant_id, t.c.entity == entity)
+                            .group_by(t.c.outcome)).all()
+    return Counter(dict(rows))

@@ -35,7 +35,7 @@ def plain_rows(conn: Connection, statement: Select) -> list[tuple]:
     if not is_postgres(conn):
         return [tuple(row) for row in conn.execute(statement)]
     compiled = statement.compile(dialect=conn.dialect, schema_translate_map={None: SCHEMA},
-                                 render_schema_translate=True)
+                                 render_schema_translate=True, compile_kwargs={"render_postcompile": True})
     cursor = conn.connection.driver_connection.cursor()
     cursor.execute(str(compiled), compiled.params)
     return cursor.fetchall()

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.entities import ENTITY_LOADS
+from hg_pipeline.warehouse.map_marks import MapMark, store_mark
 from hg_pipeline.warehouse.staging import promote_watermark
 from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, index_temp, plain_rows, qualified, temp_ref
 from hg_pipeline.warehouse.tables import LOADED_TABLES, categories, product_distributions
@@ -45,6 +46,7 @@ class LoadCounts:
     unchanged: int = 0
     soft_deleted: int = 0
     unlinked: int = 0
+    rows: int = 0  # live rows of the entity after the load
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -63,8 +65,14 @@ def load_entity(
     new_categories: list[dict] | None = None,
     distributions: list[dict] | None = None,
     max_delete_share: float | None = None,
+    scope: list[str] | None = None,
+    mark: MapMark | None = None,
 ) -> LoadCounts:
     """Merge `rows` (the full mapped set of `entity` for `tenant_id`) in one transaction.
+
+    `scope` (a delta): `rows` is the mapped set of these PSA ids only; rows of other PSA
+    records are left as they are. `mark`: how far the map read staging, stored in the same
+    commit (the next delta starts from it).
 
     The tenant's current (id, content hash) pairs are read first and compared here, so only
     new and changed rows travel to the database (COPY into an indexed temp table, then one
@@ -82,9 +90,7 @@ def load_entity(
         values = tuple(row[c] for c in spec.columns)
         incoming[values[0]] = values
     with engine.begin() as conn:
-        current = {row[0]: _Current(*row) for row in plain_rows(conn, (
-            select(table.c.id, table.c.content_hash, table.c.deleted_at, table.c.origin, table.c.psa_id)
-            .where(table.c.tenant_id == tenant_id)))}
+        current = _current_rows(conn, table, tenant_id, scope, list(incoming))
         changed, counts = [], LoadCounts()
         for hg_id, values in incoming.items():
             digest = content_hash(values)
@@ -99,7 +105,8 @@ def load_entity(
         counts.unchanged = len(incoming) - counts.inserted - counts.updated
         to_delete = [i for i, r in current.items() if i not in incoming and r.origin == "psa" and r.deleted_at is None]
         to_unlink = [i for i, r in current.items() if i not in incoming and r.origin != "psa" and r.psa_id is not None]
-        live = sum(1 for r in current.values() if r.origin == "psa" and r.deleted_at is None)
+        live = sum(1 for r in current.values() if r.origin == "psa" and r.deleted_at is None) if scope is None \
+            else _live_rows(conn, table, tenant_id, origin="psa")
         if max_delete_share is not None and live and len(to_delete) > max_delete_share * live:
             raise LoadError(f"{table.name}: would soft-delete {len(to_delete)} of {live} rows"
                             f" ({len(to_delete) / live:.0%} > {max_delete_share:.0%}); nothing loaded")
@@ -112,6 +119,9 @@ def load_entity(
         if changed:
             _upsert(conn, table, tenant_id, spec.columns, changed)
         promote_watermark(conn, tenant_id, entity)  # the next incremental read starts from this extraction
+        if mark is not None:
+            store_mark(conn, tenant_id, entity, mark)
+        counts.rows = _live_rows(conn, table, tenant_id)
         if distributions is not None:
             conn.execute(product_distributions.delete().where(product_distributions.c.tenant_id == tenant_id))
             if distributions:
@@ -120,6 +130,29 @@ def load_entity(
                      "pct": d["pct"]} for d in distributions
                 ])
     return counts
+
+
+def _current_rows(conn: Connection, table, tenant_id: str, scope: list[str] | None,
+                  incoming: list[str]) -> dict[str, _Current]:
+    """The tenant's rows a load compares with: all of them, or for a delta those of the PSA
+    records in `scope` and those the incoming rows would take."""
+    columns = (table.c.id, table.c.content_hash, table.c.deleted_at, table.c.origin, table.c.psa_id)
+    query = select(*columns).where(table.c.tenant_id == tenant_id)
+    if scope is None:
+        return {row[0]: _Current(*row) for row in plain_rows(conn, query)}
+    current = {}
+    for column, values in ((table.c.psa_id, scope), (table.c.id, incoming)):
+        for start in range(0, len(values), 5000):
+            for row in plain_rows(conn, query.where(column.in_(values[start:start + 5000]))):
+                current[row[0]] = _Current(*row)
+    return current
+
+
+def _live_rows(conn: Connection, table, tenant_id: str, *, origin: str | None = None) -> int:
+    """Live rows linked to a PSA record (what a full load states), or of one `origin`."""
+    where = table.c.psa_id.is_not(None) if origin is None else table.c.origin == origin
+    return conn.scalar(select(func.count()).select_from(table).where(
+        table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), where))
 
 
 def _update_ids(conn: Connection, table, ids: list[str], **values) -> int:

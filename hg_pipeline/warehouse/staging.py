@@ -226,13 +226,20 @@ class StagedRecord:
     first_seen_at: datetime
 
 
-def staged_records(engine: Engine, tenant_id: str, entity: str) -> list[StagedRecord]:
-    """The live (not vanished) normalized records of one entity, ordered by psa_id."""
+def staged_records(engine: Engine, tenant_id: str, entity: str,
+                   psa_ids: list[str] | None = None) -> list[StagedRecord]:
+    """The live (not vanished) normalized records of one entity (only those of `psa_ids` when
+    given), ordered by psa_id."""
+    t = raw_records
+    query = (select(t.c.psa_id, t.c.record, t.c.first_seen_at)
+             .where(t.c.tenant_id == tenant_id, t.c.entity == entity, t.c.vanished_at.is_(None))
+             .order_by(t.c.psa_id))
     with engine.connect() as conn:
-        rows = plain_rows(conn, select(raw_records.c.psa_id, raw_records.c.record, raw_records.c.first_seen_at)
-                          .where(raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity,
-                                 raw_records.c.vanished_at.is_(None))
-                          .order_by(raw_records.c.psa_id))
+        if psa_ids is None:
+            rows = plain_rows(conn, query)
+        else:
+            rows = sorted(row for start in range(0, len(psa_ids), 5000)
+                          for row in plain_rows(conn, query.where(t.c.psa_id.in_(psa_ids[start:start + 5000]))))
     # orjson: a normalized record holds no integer beyond 64 bits (numbers are floats, ids text).
     return [StagedRecord(psa_id, orjson.loads(record), seen) for psa_id, record, seen in rows]
 

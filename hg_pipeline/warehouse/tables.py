@@ -124,6 +124,20 @@ extract_cursors = Table(
     Column("pending_at", DateTime(timezone=True)),
 )
 
+# How far the mapping of each loaded entity has read staging (written by the load's commit):
+# the nightly maps only the records staged or vanished after `staged_through`, when the
+# mapping version and the company decisions it depends on (`upstream_key`) are the same.
+map_marks = Table(
+    "map_marks",
+    metadata,
+    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("entity", String(40), primary_key=True),
+    Column("mapping_version", Integer),
+    Column("staged_through", DateTime(timezone=True)),
+    Column("upstream_key", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # An extraction under way (or interrupted): the pages it committed sit in `raw_inflight`,
 # where no map stage reads them, until the read is complete and merged into `raw_records`.
 # `resume_token` is the connector's word for "continue after the last committed page".

@@ -1,0 +1,128 @@
+"""The nightly maps and loads only what its extraction changed (mapping_stage.py, "delta"), and
+ends exactly where a whole map would: a full sync right after it finds nothing to change."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from hg_pipeline.orchestration.run import run_sync
+from hg_pipeline.simulators.datasets import iso
+from hg_pipeline.warehouse.mappings import store_mapping
+from hg_pipeline.warehouse.tables import LOADED_TABLES, mapping_decisions
+from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
+from hg_pipeline_tests.orchestration.test_full_sync import live_rows
+
+DELTA = ("contacts", "members", "assets")
+
+
+def _decisions(engine, tenant_id: str) -> set[tuple]:
+    t = mapping_decisions
+    with engine.connect() as conn:
+        return set(conn.execute(select(t.c.entity, t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key,
+                                       t.c.mapping_version).where(t.c.tenant_id == tenant_id)).all())
+
+
+def _all_rows(engine, tenant_id: str) -> dict[str, set[tuple]]:
+    """Every row of every loaded table, deleted ones too, without the bookkeeping times."""
+    out = {}
+    with engine.connect() as conn:
+        for entity, table in LOADED_TABLES.items():
+            columns = [c for c in table.c if c.name not in ("created_at", "updated_at", "deleted_at")]
+            rows = conn.execute(select(*columns, table.c.deleted_at.is_(None)).where(table.c.tenant_id == tenant_id))
+            out[entity] = set(map(tuple, rows))
+    return out
+
+
+def _now_plus(minutes: int = 1) -> str:
+    return iso(datetime.now(timezone.utc) + timedelta(minutes=minutes))
+
+
+def test_the_nightly_maps_only_what_changed_and_ends_where_a_whole_map_would(
+        warehouse, pg_url, instance, simulator, make_tenant):
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    changed = simulator.touch(0.05, seed=3)
+    loaded_assets = live_rows(warehouse, "assets", tenant)
+    gone = next(c for c in simulator.dataset.configurations if str(c["id"]) in loaded_assets)
+    with simulator.lock:
+        simulator.dataset.configurations.remove(gone)
+
+    nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert nightly.success, nightly.reason
+    for entity in DELTA:
+        assert nightly.stages[f"{entity}_mapped"]["mode"] == "delta", entity
+    assert nightly.stages["contacts_mapped"]["remapped"] == changed["contacts"]
+    assert nightly.stages["assets_mapped"]["remapped"] == changed["configurations"] + 1  # the gone one
+    assert nightly.stages["members_mapped"]["remapped"] == 0
+    assert nightly.stages["companies_mapped"]["mode"] == "whole"  # contacts and assets read all of it
+    assert nightly.stages["products_mapped"]["mode"] == "whole"
+    # the stage's figures are the entity's, not the delta's
+    assert nightly.stages["contacts_mapped"]["records"] == len(simulator.dataset.contacts)
+    assert nightly.stages["assets"]["soft_deleted"] == 1
+    assert str(gone["id"]) not in live_rows(warehouse, "assets", tenant)
+    assert nightly.stages["assets"]["rows"] == len(loaded_assets) - 1
+    edited = [c for c in simulator.dataset.contacts if " (edit " in (c.get("lastName") or "")]
+    contacts = live_rows(warehouse, "contacts", tenant)
+    assert edited and all(contacts[str(c["id"])]["last_name"] == c["lastName"]
+                          for c in edited if str(c["id"]) in contacts)
+
+    rows, decisions = _all_rows(warehouse, tenant), _decisions(warehouse, tenant)
+    whole = run_sync(pg_url, tenant, "full", instance=instance)
+    assert whole.success, whole.reason
+    for entity in LOADED_TABLES:
+        meta = whole.stages[entity]
+        assert (meta["inserted"], meta["updated"], meta["soft_deleted"], meta["unlinked"]) == (0, 0, 0, 0), entity
+    assert _all_rows(warehouse, tenant) == rows
+    assert _decisions(warehouse, tenant) == decisions
+
+
+def test_a_nightly_with_nothing_changed_maps_nothing_and_writes_nothing(
+        warehouse, pg_url, instance, simulator, make_tenant):
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    rows = _all_rows(warehouse, tenant)
+    nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert nightly.success, nightly.reason
+    for entity in DELTA:
+        assert (nightly.stages[f"{entity}_mapped"]["mode"], nightly.stages[f"{entity}_mapped"]["remapped"]) == (
+            "delta", 0), entity
+        meta = nightly.stages[entity]
+        assert (meta["inserted"], meta["updated"], meta["soft_deleted"]) == (0, 0, 0), entity
+    assert _all_rows(warehouse, tenant) == rows
+
+
+def test_a_new_mapping_version_is_mapped_whole_by_the_nightly(warehouse, pg_url, instance, simulator, make_tenant):
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    version = store_mapping(warehouse, tenant, TEST_MAPPING + "# reviewed again\n").version
+    nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert nightly.success, nightly.reason
+    for entity in DELTA:
+        assert nightly.stages[f"{entity}_mapped"]["mode"] == "whole", entity
+    assert {d[6] for d in _decisions(warehouse, tenant)} == {version}
+    again = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert again.stages["assets_mapped"]["mode"] == "delta"  # the version is the load's now
+
+
+def test_a_company_whose_decision_changes_takes_its_contacts_along(warehouse, pg_url, instance, simulator,
+                                                                   make_tenant):
+    """A company turned Competitor (ignored): its contacts and assets leave, though their own
+    records did not change (the company decisions they read changed: mapped whole)."""
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    contacts = live_rows(warehouse, "contacts", tenant)
+    company_psa_id = next(c["company"]["id"] for c in simulator.dataset.contacts if str(c["id"]) in contacts)
+    company = next(c for c in simulator.dataset.companies if c["id"] == company_psa_id)
+    with simulator.lock:
+        company["types"] = [{"id": 99, "name": "Competitor"}]
+        company["_info"] = dict(company["_info"], lastUpdated=_now_plus())
+    nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert nightly.success, nightly.reason
+    assert nightly.stages["contacts_mapped"]["mode"] == "whole"
+    assert nightly.stages["assets_mapped"]["mode"] == "whole"
+    kept = live_rows(warehouse, "contacts", tenant)
+    theirs = {str(c["id"]) for c in simulator.dataset.contacts if c["company"]["id"] == company_psa_id}
+    assert theirs and theirs & set(contacts) and not theirs & set(kept)
+    assert nightly.stages["contacts"]["soft_deleted"] == len(theirs & set(contacts))
