@@ -20,6 +20,16 @@ records were loaded, less `WATERMARK_OVERLAP`: a record edited while that extrac
 stamped by a PSA clock a little behind ours) is read again rather than missed; reading it
 twice changes nothing.
 
+Spend lines (entity "spend") are always read whole: each depends on the month it bills. An
+incremental (nightly) extract of spend reads them only when something may have changed
+(`_why_read_spend`): spend was never read, the window's last month is not the month of the
+watermark (a new month bills new recurring lines), or the connector's probe
+(`Connector.spend_changed_since`, a few one-record requests) reports a change in a spend source
+since the watermark less `WATERMARK_OVERLAP`. Otherwise nothing is read, staging stays, and
+the watermark stays where the last read put it: the next probe asks from there again (its cost
+does not grow with it), so a change the PSA shows late or stamps behind our clock is still
+caught; a probe proves less than a read (docs/decisions.md, "Spend").
+
 No Dagster here: the `<entity>_raw` asset calls `extract_entity` and reports its result.
 """
 
@@ -33,9 +43,10 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine
 
 from hg_pipeline.connectors.base import Connector, ResumeRefused
-from hg_pipeline.connectors.http import PsaError, PsaUnreachable
+from hg_pipeline.connectors.http import PsaError, PsaUnreachable, utc_text
 from hg_pipeline.connectors.paging import IncompleteExtraction
 from hg_pipeline.connectors.records import RecordError
+from hg_pipeline.connectors.spend_lines import window
 from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.warehouse.staging import (
     Progress,
@@ -70,7 +81,7 @@ class ExtractError(Exception):
 
 @dataclass
 class ExtractResult:
-    mode: str  # "full" or "incremental"
+    mode: str  # "full" or "incremental"; spend in a nightly: "full: <why>" or "unchanged: <since when>"
     counts: StageCounts
     quarantined: list[tuple[str | None, str, object]] = field(default_factory=list)  # (psa_id, reason, payload)
     preview: list[dict] = field(default_factory=list)
@@ -85,6 +96,15 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
     tenant_id = tenant.tenant_id
     try:
         with connector:
+            why = None
+            if incremental and entity == "spend":
+                mark = watermark(engine, tenant_id, entity)
+                why = _why_read_spend(mark, connector)
+                if why is None:
+                    log.info("tenant %s: spend unchanged since %s; not read", tenant_id, utc_text(mark))
+                    return ExtractResult(mode=f"unchanged: no change in the PSA's spend sources since "
+                                              f"{utc_text(mark - WATERMARK_OVERLAP)}", counts=StageCounts())
+                log.info("tenant %s: reading spend whole: %s", tenant_id, why)
             since = None
             if incremental and connector.supports_incremental(entity):
                 mark = watermark(engine, tenant_id, entity)
@@ -101,7 +121,10 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
                 reading.stage(connector.iter_pages(entity, since=since, previous=reading.previous),
                               connector.normalize, connector.payload_id)
             present = None if since is None else set(connector.iter_ids(entity, previous=reading.previous))
-            return reading.merge(present)
+            result = reading.merge(present)
+            if why is not None:
+                result.mode = f"full: {why}"
+            return result
     except IncompleteExtraction as exc:  # the read's pages go: the last good staging stays
         _discard(engine, tenant_id, entity)
         raise ExtractError(f"{exc}; nothing marked as vanished") from None
@@ -109,6 +132,17 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
         raise ExtractError(f"PSA unreachable at {tenant.base_url}: {exc}{_kept(engine, tenant_id, entity)}") from None
     except PsaError as exc:
         raise ExtractError(f"{exc}{_kept(engine, tenant_id, entity)}") from None
+
+
+def _why_read_spend(mark: datetime | None, connector: Connector) -> str | None:
+    """Why a nightly must read spend whole, or None: nothing says spend changed since `mark`
+    (the spend watermark: when the last spend read started)."""
+    if mark is None:
+        return "spend was never read"
+    last, read_in = window(connector.spend_until, 1)[-1], mark.astimezone(timezone.utc).strftime("%Y-%m")
+    if last != read_in:
+        return f"the spend window now ends in {last}, the last read was in {read_in}"
+    return connector.spend_changed_since(mark - WATERMARK_OVERLAP)
 
 
 def stage_pages(engine: Engine, tenant_id: str, entity: str, pages: Iterable[list], normalize: Normalize,

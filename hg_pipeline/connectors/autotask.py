@@ -261,9 +261,13 @@ class AutotaskConnector(HttpConnector):
     # -- reading -------------------------------------------------------------------------
 
     def supports_incremental(self, entity: str) -> bool:
-        if entity == "spend":  # always read whole: its lines depend on the month
+        if entity == "spend":  # read whole when read: its lines depend on the month
             return False
         return all(endpoint.change_field for endpoint in _endpoints(entity))
+
+    def spend_changed_since(self, since: datetime) -> str | None:
+        """Always a reason to read spend whole: its lists have no modified field (`autotask_spend`)."""
+        return autotask_spend.changed_since(since)
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
                    resume: str | None = None) -> Iterator[list]:

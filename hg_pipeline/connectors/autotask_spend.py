@@ -8,11 +8,17 @@ within the window of `spend_lines.window`:
 - the product is the unit's service: `serviceID` with the prefix "svc-" that the connector
   gives the `Services` it reads as products (services are an entity apart from Products);
 - one-off charges (BillingItems, ContractCharges) are not read.
+
+`changed_since` (the nightly's probe, `Connector.spend_changed_since`) cannot ask anything:
+neither Contracts nor ContractServiceUnits has a modified-date field (psa-api-notes 3.4 and 3.6;
+django-autotask full-syncs Contracts for this reason), so it answers "changed" without a request
+and a nightly reads spend whole (one Contracts query and one units query per 500 contracts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 
 from hg_pipeline.connectors.base import Endpoint, Page
 from hg_pipeline.connectors.records import id_text
@@ -22,6 +28,14 @@ CONTRACTS = Endpoint("spend", "Contracts", "next_url", "items")
 UNITS = Endpoint("spend", "ContractServiceUnits", "next_url", "items")
 BATCH = 500  # contract ids per units query
 SERVICE_PREFIX = "svc-"  # the psa_id of a service read as a product (autotask.py)
+
+
+NO_CHANGE_FIELD = "Autotask's Contracts and ContractServiceUnits have no modified-date field to ask for changes"
+
+
+def changed_since(since: datetime) -> str:
+    """Always a reason to read whole: nothing here can be asked for changes (module docstring)."""
+    return NO_CHANGE_FIELD
 
 
 def spend_pages(connector, months: list[str]) -> Iterator[Page]:

@@ -77,10 +77,16 @@ class Connector(Protocol):
     normalize: one payload -> the record of `entities.NORMALIZED_FIELDS[entity]`, or
       `records.RecordError` (the stage quarantines it);
     payload_id: the id to file a refused payload under in quarantine (None when it has none);
-    supports_incremental: whether `iter_pages(entity, since=...)` reads only changes.
+    supports_incremental: whether `iter_pages(entity, since=...)` reads only changes;
+    spend_until: the last month ("YYYY-MM") of the spend window (None: the current month, UTC);
+    spend_changed_since: a cheap probe of the PSA's spend sources (one small request per source
+      that can be asked for changes): None when none reports a record changed after `since`,
+      else why spend must be read whole (a change seen, or a source that cannot be asked).
+      The extract stage of a nightly reads spend only when it answers a reason (`extract.py`).
     """
 
     source: str
+    spend_until: str | None
 
     def __enter__(self) -> "Connector": ...
 
@@ -98,6 +104,8 @@ class Connector(Protocol):
     def payload_id(self, payload: object) -> str | None: ...
 
     def supports_incremental(self, entity: str) -> bool: ...
+
+    def spend_changed_since(self, since: datetime) -> str | None: ...
 
 
 class HttpConnector:

@@ -186,10 +186,15 @@ class ConnectWiseConnector(HttpConnector):
 
     def supports_incremental(self, entity: str) -> bool:
         """Whether every endpoint of `entity` has a change field (all do: `lastUpdated`); spend is
-        always read whole (its lines depend on the month)."""
+        read whole when read (its lines depend on the month; `spend_changed_since` says whether)."""
         if entity == "spend":
             return False
         return all(endpoint.change_field for endpoint in _endpoints(entity))
+
+    def spend_changed_since(self, since: datetime) -> str | None:
+        """None when no agreement, invoice or product item changed after `since` (three
+        one-record requests; the per-agreement additions cannot be asked: `cw_spend`)."""
+        return cw_spend.changed_since(self, since)
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
                    resume: str | None = None) -> Iterator[list]:

@@ -19,6 +19,14 @@ month and the eleven before it, unless the connector is given `spend_until`):
 
 The currency is the agreement's or invoice's `currency.currencyCode` when the PSA gives one,
 else `DEFAULT_CURRENCY` (the simulated MSP bills in US dollars).
+
+`changed_since` is the nightly's probe (`Connector.spend_changed_since`): one `pageSize=1`
+request per list with `conditions=lastUpdated>[since]`, agreements (any status: one that
+stopped being Active changes spend too), invoices, product items. The additions cannot be
+probed: they are only listed per agreement (`/finance/agreements/{id}/additions`, psa-api-notes
+1.6), so an addition edited without its agreement's `lastUpdated` moving is read at the next
+whole read (a new month, a full sync, the weekly reconcile). Deletions are not seen either
+(ConnectWise lists no deleted records; agreements end or are cancelled, which stamps them).
 """
 
 from __future__ import annotations
@@ -26,7 +34,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from datetime import datetime
+
 from hg_pipeline.connectors.base import Endpoint, Page
+from hg_pipeline.connectors.http import utc_text
 from hg_pipeline.connectors.paginators import Request, read
 from hg_pipeline.connectors.records import RecordError, id_text, text_value
 from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, decimal, line_name, spend_record
@@ -38,6 +49,25 @@ CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "semi-annual": 6,
 AGREEMENTS = Endpoint("spend", "finance/agreements", paginator="counted_pages")
 INVOICES = Endpoint("spend", "finance/invoices", paginator="counted_pages")
 PRODUCT_ITEMS = Endpoint("spend", "procurement/products", paginator="counted_pages")
+
+
+# What the probe asks, in this order (the first change found ends it), and what a record is called.
+PROBED = ((AGREEMENTS, "agreement"), (INVOICES, "invoice"), (PRODUCT_ITEMS, "product item"))
+
+
+def changed_since(connector, since: datetime) -> str | None:
+    """None when no agreement, invoice or product item changed after `since` (one request
+    each), else the first change found, e.g. "agreement 12 changed after 2026-11-26T02:00:00Z"."""
+    op = ">=" if connector.since_inclusive else ">"
+    for endpoint, label in PROBED:
+        params = {"conditions": f"lastUpdated{op}[{utc_text(since)}]", "fields": "id", "orderBy": "id asc",
+                  "pageSize": 1}
+        found = connector.fetch(endpoint, Request(connector.api_root + endpoint.path, params)).records
+        if found:
+            record = found[0]
+            psa_id = record.get("id") if isinstance(record, Mapping) else None
+            return f"{label} {psa_id} changed after {utc_text(since)}"
+    return None
 
 
 def _currency(record: Mapping) -> str:

@@ -12,11 +12,20 @@ within the window of `spend_lines.window`:
 
 The client is the header's `client_id`, the product the line's `_itemid` (0 or none: a line
 without a product, kept apart by the map stage as "not in the catalog").
+
+`changed_since` (the nightly's probe, `Connector.spend_changed_since`) cannot ask anything:
+`/RecurringInvoice` and `/Invoice` filter on billing and invoice dates only (the vendor's
+OpenAPI document, `../shared/vendor-specs/`); their headers carry a `last_modified` stamp, but
+no filter on it exists (psa-api-notes 2.4: full pulls until a filter is proven on a tenant), and
+a probe sorted by it would miss a line edited without its header's stamp moving, an invoice
+deleted, and a recurring invoice made inactive (the list leaves inactive ones out). So it
+answers "changed" without a request and a nightly reads spend whole (paged, no N+1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 
 from hg_pipeline.connectors.base import Endpoint, Page
 from hg_pipeline.connectors.paginators import read
@@ -27,6 +36,14 @@ RECURRING = Endpoint("spend", "RecurringInvoice", paginator="numbered_pages", da
 INVOICES = Endpoint("spend", "Invoice", paginator="numbered_pages", data_selector="invoices")
 PARAMS = {"RecurringInvoice": {"includelines": "true"}, "Invoice": {"includelines": "true", "postedonly": "true"}}
 _HEADER = ("id", "client_id", "invoicenumber", "invoice_date", "contract_id")
+
+
+NO_CHANGE_FILTER = "HaloPSA's /RecurringInvoice and /Invoice cannot be asked for changes (no last-update filter)"
+
+
+def changed_since(since: datetime) -> str:
+    """Always a reason to read whole: nothing here can be asked for changes (module docstring)."""
+    return NO_CHANGE_FILTER
 
 
 def spend_pages(connector, months: list[str]) -> Iterator[Page]:

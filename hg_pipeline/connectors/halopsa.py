@@ -158,10 +158,14 @@ class HaloPsaConnector(HttpConnector):
 
     def supports_incremental(self, entity: str) -> bool:
         """Whether the records of `entity` carry a stamp to keep only changes by (the read is
-        whole either way; see the module docstring); spend is always read whole."""
+        whole either way; see the module docstring); spend is read whole when read."""
         if entity == "spend":
             return False
         return all(endpoint.change_field for endpoint in _endpoints(entity))
+
+    def spend_changed_since(self, since: datetime) -> str | None:
+        """Always a reason to read spend whole: its lists cannot be asked for changes (`halo_spend`)."""
+        return halo_spend.changed_since(since)
 
     def iter_pages(self, entity: str, since: datetime | None = None, *, previous: int = 0,
                    resume: str | None = None) -> Iterator[list]:

@@ -13,7 +13,9 @@ list: the other lists keep exactly the records they had before billing existed.
   sales (hardware, labour) invoiced during 2025 and 2026, each item pointing at its invoice.
 
 Dates are first days of months (`YYYY-MM-01T00:00:00Z`); agreements start before BASE_TIME,
-invoices may be dated after it (they are what the MSP will bill).
+invoices may be dated after it (they are what the MSP will bill). Every `_info` stamp lies before
+BASE_TIME like the rest of the dataset: an invoice dated later was entered in December 2025 (a
+stamp ahead of the clock would look changed to every change filter, the nightly's spend probe too).
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ def month_text(year: int, month: int) -> str:
 def add_months(year: int, month: int, months: int) -> tuple[int, int]:
     index = year * 12 + month - 1 + months
     return index // 12, index % 12 + 1
+
+
+LAST_ENTERED = month_text(2025, 12)  # the last month before BASE_TIME (datasets.py)
+
+
+def entered(year: int, month: int) -> dict:
+    """The `_info` of a record dated in that month: entered then, or in LAST_ENTERED if later."""
+    stamp = min(month_text(year, month), LAST_ENTERED)
+    return {"lastUpdated": stamp, "dateEntered": stamp}
 
 
 def generate_billing(dataset, seed: int) -> None:
@@ -121,7 +132,7 @@ def generate_billing(dataset, seed: int) -> None:
                     "price": product["price"],
                     "cost": product["cost"],
                     "cancelledFlag": rng.random() < 0.05,
-                    "_info": {"lastUpdated": month_text(year, month), "dateEntered": month_text(year, month)},
+                    "_info": entered(year, month),
                 })
             dataset.product_items.extend(items)
             dataset.invoices.append({
@@ -132,5 +143,5 @@ def generate_billing(dataset, seed: int) -> None:
                 "date": month_text(year, month),
                 "status": {"id": 1, "name": "Sent"},
                 "total": float(sum(Decimal(str(i["price"])) * i["quantity"] for i in items if not i["cancelledFlag"])),
-                "_info": {"lastUpdated": month_text(year, month), "dateEntered": month_text(year, month)},
+                "_info": entered(year, month),
             })
