@@ -11,7 +11,7 @@ source hands its own. Both:
   gone) leaves those pages, and the next run of the same read resumes after the last one;
 - merge a complete read into staging in one transaction; a full read marks the staged records
   it did not receive as vanished, an incremental one (changes since the watermark) sweeps the
-  ids to find them;
+  ids to find them, unless the PSA's count shows that nothing vanished;
 - an incomplete read (`paging.IncompleteExtraction`) discards the pages of the read: the
   previous good staging stays and nothing is marked as vanished.
 
@@ -53,6 +53,7 @@ from hg_pipeline.warehouse.staging import (
     StageCounts,
     discard_progress,
     inflight_ids,
+    known_count,
     live_staged_count,
     mark_vanished,
     merge_inflight,
@@ -120,8 +121,7 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
                 reading = Reading.begin(engine, tenant_id, entity, run_id, since, fresh=True)
                 reading.stage(connector.iter_pages(entity, since=since, previous=reading.previous),
                               connector.normalize, connector.payload_id)
-            present = None if since is None else set(connector.iter_ids(entity, previous=reading.previous))
-            result = reading.merge(present)
+            result = reading.merge(None if since is None else _present_ids(connector, entity, reading))
             if why is not None:
                 result.mode = f"full: {why}"
             return result
@@ -132,6 +132,17 @@ def extract_entity(engine: Engine, tenant: Tenant, entity: str, connector: Conne
         raise ExtractError(f"PSA unreachable at {tenant.base_url}: {exc}{_kept(engine, tenant_id, entity)}") from None
     except PsaError as exc:
         raise ExtractError(f"{exc}{_kept(engine, tenant_id, entity)}") from None
+
+
+def _present_ids(connector: Connector, entity: str, reading: "Reading") -> set[str] | None:
+    """After a read of changes: every id the PSA lists (an id sweep), to mark what vanished;
+    None (nothing vanished) when the PSA counts exactly the records staged and read, which
+    saves the sweep most nights. (A deletion and a creation between the read and the count
+    cancel out for one night; the next night's count sees the deletion.)"""
+    counted = connector.count(entity)
+    if counted is not None and counted == reading.known():
+        return None
+    return set(connector.iter_ids(entity, previous=reading.previous))
 
 
 def _why_read_spend(mark: datetime | None, connector: Connector) -> str | None:
@@ -219,6 +230,11 @@ class Reading:
             self.result.quarantined.extend(bad)
             preview = self.result.preview
             preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
+
+    def known(self) -> int:
+        """Records staged (live) or read now: what the PSA lists if nothing vanished."""
+        with self.engine.connect() as conn:
+            return known_count(conn, self.tenant_id, self.entity)
 
     def merge(self, present: set[str] | None) -> ExtractResult:
         """The complete read into staging, in one transaction; `present`: every id the PSA

@@ -44,7 +44,7 @@ from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaAuthError, PsaError, PsaHttp, PsaUnreachable, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
 from hg_pipeline.connectors.origin import origin_of, shown_origin
-from hg_pipeline.connectors.paginators import Answer, Request, read
+from hg_pipeline.connectors.paginators import Answer, Request, read, total
 from hg_pipeline.connectors.paging import Tally, nothing_back
 from hg_pipeline.connectors.records import (
     RecordError,
@@ -316,6 +316,14 @@ class AutotaskConnector(HttpConnector):
                                                         read_from.path)
                 except RecordError as error:
                     log.warning("id sweep: %s; left out", error)
+
+    def count(self, entity: str) -> int | None:
+        """How many records of `entity` the PSA lists (`query/count`); None when it cannot say."""
+        endpoints = _endpoints(entity)
+        if any(endpoint.paginator != "next_url" for endpoint in endpoints):
+            return None
+        return total(self, endpoints, lambda endpoint: Request(self.api_root + f"{endpoint.path}/query",
+                                                               body={"filter": [EVERY_RECORD]}))
 
     def _largest_pages(self):
         """This connector reading the vendor's largest pages (same session and rate budget):

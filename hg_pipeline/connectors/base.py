@@ -74,6 +74,8 @@ class Connector(Protocol):
       must prove it); a page may be a `Page` whose `resume` token, given back as `resume`,
       continues the same read after it (or `ResumeRefused` when it cannot);
     iter_ids: every psa_id of `entity` (an id-only sweep, to find deletions);
+    count: how many records of `entity` the PSA lists, None when it cannot say (the extract
+      stage skips the id sweep when the count shows nothing vanished);
     normalize: one payload -> the record of `entities.NORMALIZED_FIELDS[entity]`, or
       `records.RecordError` (the stage quarantines it);
     payload_id: the id to file a refused payload under in quarantine (None when it has none);
@@ -98,6 +100,8 @@ class Connector(Protocol):
                    resume: str | None = None) -> Iterator[list]: ...
 
     def iter_ids(self, entity: str, *, previous: int = 0) -> Iterator[str]: ...
+
+    def count(self, entity: str) -> int | None: ...
 
     def normalize(self, entity: str, payload: Mapping) -> dict: ...
 

@@ -37,7 +37,7 @@ from hg_pipeline.connectors.http import (
     utc_text,
 )
 from hg_pipeline.connectors.jsonsafe import decode_json, decode_records
-from hg_pipeline.connectors.paginators import Answer, Request, read
+from hg_pipeline.connectors.paginators import Answer, Request, read, total
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -229,15 +229,9 @@ class ConnectWiseConnector(HttpConnector):
                 except RecordError as error:
                     log.warning("id sweep: %s; left out", error)
 
-    def count(self, entity: str, since: datetime | None = None) -> int:
-        total = 0
-        params = {}
-        if since is not None:
-            params["conditions"] = f"lastUpdated{'>=' if self.since_inclusive else '>'}[{utc_text(since)}]"
-        for endpoint in _endpoints(entity):
-            body, _ = self.http.get_json(self.api_root + endpoint.path + "/count", params, decode=decode_json)
-            total += int(body["count"])
-        return total
+    def count(self, entity: str) -> int | None:
+        """How many records of `entity` the PSA lists (its `/count`s); None when it cannot say."""
+        return total(self, _endpoints(entity), lambda endpoint: self._request(endpoint, {}))
 
     def _largest_pages(self):
         """This connector reading the vendor's largest pages (same session and rate budget):

@@ -38,7 +38,7 @@ from hg_pipeline.connectors.spend_lines import SPEND_MONTHS, window
 from hg_pipeline.connectors.base import Endpoint, HttpConnector, Page
 from hg_pipeline.connectors.http import DEFAULT_DEADLINE, PsaError, PsaHttp, shared_limiter
 from hg_pipeline.connectors.jsonsafe import decode_records
-from hg_pipeline.connectors.paginators import Answer, Request, read
+from hg_pipeline.connectors.paginators import Answer, Request, read, total
 from hg_pipeline.connectors.records import (
     RecordError,
     normalized,
@@ -198,6 +198,10 @@ class HaloPsaConnector(HttpConnector):
                                                        endpoint.path)
                 except RecordError as error:
                     log.warning("id sweep: %s; left out", error)
+
+    def count(self, entity: str) -> int | None:
+        """How many records of `entity` the PSA lists (`record_count`); None when it cannot say."""
+        return total(self, _endpoints(entity), self._request)
 
     def _changed(self, record: object, field: str, since: datetime) -> bool:
         stamp = record.get(field) if isinstance(record, Mapping) else None

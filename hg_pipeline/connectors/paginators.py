@@ -124,6 +124,12 @@ def read(source: PagedSource, endpoints: Sequence[Endpoint], request_of: Callabl
         raise empty
 
 
+def total(source: PagedSource, endpoints: Sequence[Endpoint], request_of: Callable[[Endpoint], Request]) -> int | None:
+    """How many records the PSA lists at `endpoints` (their counts), None when one cannot be read."""
+    counts = [source.counted(endpoint, request_of(endpoint)) for endpoint in endpoints]
+    return None if None in counts else sum(counts)
+
+
 def strategy(endpoint: Endpoint, sweep: bool = False) -> "Paginator":
     name = (endpoint.sweep or endpoint.paginator) if sweep else endpoint.paginator
     try:

@@ -111,6 +111,17 @@ def inflight_count(conn: Connection, tenant_id: str, entity: str) -> int:
         raw_inflight.c.tenant_id == tenant_id, raw_inflight.c.entity == entity))
 
 
+def known_count(conn: Connection, tenant_id: str, entity: str) -> int:
+    """Live staged records of `entity` plus those the extraction under way read that are not
+    among them."""
+    raw, inflight = qualified(conn, raw_records), qualified(conn, raw_inflight)
+    return conn.scalar(text(
+        f"SELECT (SELECT COUNT(*) FROM {raw} WHERE tenant_id = :tenant AND entity = :entity AND vanished_at IS NULL)"
+        f" + (SELECT COUNT(*) FROM {inflight} i WHERE i.tenant_id = :tenant AND i.entity = :entity AND NOT EXISTS"
+        f" (SELECT 1 FROM {raw} r WHERE r.tenant_id = i.tenant_id AND r.entity = i.entity AND r.psa_id = i.psa_id"
+        f" AND r.vanished_at IS NULL))"), {"tenant": tenant_id, "entity": entity})
+
+
 def discard_progress(conn: Connection, tenant_id: str, entity: str) -> None:
     """Forget an extraction under way and the pages it committed."""
     for table in (raw_inflight, extract_progress):

@@ -142,11 +142,14 @@ def test_nothing_back_without_a_count_is_incomplete_but_a_count_of_zero_is_belie
 def test_an_incomplete_id_sweep_marks_nothing_vanished(warehouse, pg_url, instance, simulator, make_tenant):
     tenant = make_tenant("acme", simulator)
     before = synced(pg_url, instance, tenant, warehouse, simulator)
-    # The id sweep reads the vendor's largest pages: all 120 ids on page 1, of which 50 arrive.
+    # One configuration deleted: the PSA counts 119 where 120 are staged, so the nightly sweeps
+    # the ids; the sweep reads the vendor's largest pages: all 119 ids on page 1, of which 50 arrive.
+    with simulator.lock:
+        simulator.dataset.configurations.pop()
     simulator.short_page(CONFIGURATIONS, 1, keep=50)
     outcome = run_sync(pg_url, tenant, "nightly", instance=instance, psa=SMALL_PAGES)
     assert outcome.failed_step == "assets_raw"
-    assert "incomplete extraction: received 50 of the 120 the PSA counts" in outcome.reason
+    assert "incomplete extraction: received 50 of the 119 the PSA counts" in outcome.reason
     assert staged_live(warehouse, tenant, "assets") == 120
     assert live_rows(warehouse, "assets", tenant) == before
 
