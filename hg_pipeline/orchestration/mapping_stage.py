@@ -9,7 +9,8 @@ none is stored yet, an empty document).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import Engine, func, select
@@ -66,28 +67,31 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
     (`_delta`); the result's `scope` then names the records it decided."""
     document = _document(stored)
     version = stored.version if stored else None
-    mark = MapMark(version, staged_through(engine, tenant_id, entity), _upstream_key(upstream))
+    tree = _category_tree(engine, tenant_id)
+    categories = None
+    if entity == "products":
+        categories = [s.record for s in staged_records(engine, tenant_id, "product_categories")]
+    mark = MapMark(version, staged_through(engine, tenant_id, entity), _depends_on(upstream, tree.paths(), categories))
     delta = _delta(engine, tenant_id, entity, document, mark) if incremental and staged is None else None
     if staged is None:
         staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
     new_ids = {s.psa_id for s in staged if _utc(s.first_seen_at) > stored.created_at} if stored else set()
-    tree = _category_tree(engine, tenant_id)
     context = MappingContext(
         tenant_id=tenant_id,
         new_psa_ids={entity: new_ids},
         existing_companies=_existing_companies(engine, tenant_id),
         category_tree=tree,
     )
-    categories = None
     if entity == "products":
-        categories = [s.record for s in staged_records(engine, tenant_id, "product_categories")]
         if document.products.smart_mapping.enabled:  # trained once per map stage, on this tenant's mappings
             from hg_pipeline.mapping.smart.tenant import tenant_suggester
 
             context.suggest = tenant_suggester(document, [s.record for s in staged], tree)
     result = map_entity(entity, [s.record for s in staged], document, context,
                         companies=upstream, categories=categories)
-    result.mark = mark
+    # The tree as this result's load leaves it (with the custom categories it creates).
+    result.mark = mark if categories is None else replace(mark, upstream_key=_depends_on(
+        None, [*tree.paths(), *(c["path"] for c in result.categories)], categories))
     if delta is not None:
         result.scope = sorted({*delta.ids, *delta.gone})
     _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope)
@@ -108,9 +112,8 @@ def _document(stored: StoredMapping | None) -> MappingDocument:
 # --- the nightly's delta ------------------------------------------------------------------
 
 # Entities a nightly may map as a delta. Companies are mapped whole: contacts and assets read
-# every company's decision from their result (and there are few). Products are mapped whole:
-# their result also states the tenant's custom categories and distributions as a whole.
-DELTA_ENTITIES = ("contacts", "members", "assets")
+# every company's decision from their result (and there are few).
+DELTA_ENTITIES = ("contacts", "products", "members", "assets")
 # Above this share of the entity's staged records changed, a whole map is as cheap and simpler.
 DELTA_MAX_SHARE = 0.2
 
@@ -125,12 +128,16 @@ def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocumen
     """What to map when only staging changed since the last load of `entity`; None: map it whole.
 
     A record's decision depends on its staged record, the mapping document, whether it was first
-    seen after the mapping version (fixed per version), its company's decision (contacts, assets)
-    and, for a `map` record rule, the target and the ids other records took. So a delta is safe
-    when the mapping version and the company decisions (`upstream_key`) are those of the last
-    load; the records that record rules name are always mapped again (their targets may have
-    changed; there are few)."""
+    seen after the mapping version (fixed per version), its company's decision (contacts, assets),
+    the category tree and the PSA's category names (products) and, for a `map` record rule, the
+    target and the ids other records took. So a delta is safe when the mapping version and what
+    `_depends_on` digests are those of the last load; the records that record rules name are
+    always mapped again (their targets may have changed; there are few). Smart mapping is
+    trained on the tenant's products and proposes per PSA category: products are then mapped
+    whole."""
     if entity not in DELTA_ENTITIES or now.mapping_version is None:
+        return None
+    if entity == "products" and document.products.smart_mapping.enabled:
         return None
     last = read_mark(engine, tenant_id, entity)
     if last is None or last.staged_through is None or last.mapping_version != now.mapping_version \
@@ -143,12 +150,18 @@ def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocumen
     return Delta(ids=sorted({*changes.changed, *named}), gone=changes.gone)
 
 
-def _upstream_key(upstream: MappingResult | None) -> str:
-    """The company decisions contacts and assets read: (psa id, outcome, HighGround id)."""
-    if upstream is None:
-        return ""
-    ids = {row["psa_id"]: row["id"] for row in upstream.rows}
-    return upstream_key((d.psa_id, d.outcome, ids.get(d.psa_id) or "") for d in upstream.decisions)
+def _depends_on(upstream: MappingResult | None, paths: Iterable[str], categories: list[dict] | None) -> str:
+    """A digest of what an entity's decisions read besides its records and the document: the
+    company decisions (contacts, assets: psa id, outcome, HighGround id), the category tree and
+    the PSA's categories (products); "" for the others."""
+    if upstream is not None:
+        ids = {row["psa_id"]: row["id"] for row in upstream.rows}
+        return upstream_key((d.psa_id, d.outcome, ids.get(d.psa_id) or "") for d in upstream.decisions)
+    if categories is not None:
+        return upstream_key([*((path,) for path in set(paths)),
+                             *((c["psa_id"], c["name"], c.get("parent_psa_id") or "", c.get("path") or "")
+                               for c in categories)])
+    return ""
 
 
 # --- the worklist -----------------------------------------------------------------------

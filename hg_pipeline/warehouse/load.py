@@ -123,7 +123,7 @@ def load_entity(
             store_mark(conn, tenant_id, entity, mark)
         counts.rows = _live_rows(conn, table, tenant_id)
         if distributions is not None:
-            conn.execute(product_distributions.delete().where(product_distributions.c.tenant_id == tenant_id))
+            _drop_distributions(conn, tenant_id, None if scope is None else list({*current, *incoming}))
             if distributions:
                 conn.execute(product_distributions.insert(), [
                     {"tenant_id": tenant_id, "product_id": d["product_id"], "category_id": d["category_id"],
@@ -153,6 +153,16 @@ def _live_rows(conn: Connection, table, tenant_id: str, *, origin: str | None = 
     where = table.c.psa_id.is_not(None) if origin is None else table.c.origin == origin
     return conn.scalar(select(func.count()).select_from(table).where(
         table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), where))
+
+
+def _drop_distributions(conn: Connection, tenant_id: str, product_ids: list[str] | None) -> None:
+    """The tenant's product distributions, or those of `product_ids` (a delta's products)."""
+    t = product_distributions
+    if product_ids is None:
+        conn.execute(t.delete().where(t.c.tenant_id == tenant_id))
+        return
+    for start in range(0, len(product_ids), 5000):
+        conn.execute(t.delete().where(t.c.tenant_id == tenant_id, t.c.product_id.in_(product_ids[start:start + 5000])))
 
 
 def _update_ids(conn: Connection, table, ids: list[str], **values) -> int:

@@ -14,7 +14,7 @@ from hg_pipeline.warehouse.tables import LOADED_TABLES, mapping_decisions
 from hg_pipeline_tests.orchestration.scenario import TEST_MAPPING
 from hg_pipeline_tests.orchestration.test_full_sync import live_rows
 
-DELTA = ("contacts", "members", "assets")
+DELTA = ("contacts", "products", "members", "assets")
 
 
 def _decisions(engine, tenant_id: str) -> set[tuple]:
@@ -55,9 +55,8 @@ def test_the_nightly_maps_only_what_changed_and_ends_where_a_whole_map_would(
         assert nightly.stages[f"{entity}_mapped"]["mode"] == "delta", entity
     assert nightly.stages["contacts_mapped"]["remapped"] == changed["contacts"]
     assert nightly.stages["assets_mapped"]["remapped"] == changed["configurations"] + 1  # the gone one
-    assert nightly.stages["members_mapped"]["remapped"] == 0
+    assert nightly.stages["members_mapped"]["remapped"] == nightly.stages["products_mapped"]["remapped"] == 0
     assert nightly.stages["companies_mapped"]["mode"] == "whole"  # contacts and assets read all of it
-    assert nightly.stages["products_mapped"]["mode"] == "whole"
     # the stage's figures are the entity's, not the delta's
     assert nightly.stages["contacts_mapped"]["records"] == len(simulator.dataset.contacts)
     assert nightly.stages["assets"]["soft_deleted"] == 1
@@ -126,3 +125,49 @@ def test_a_company_whose_decision_changes_takes_its_contacts_along(warehouse, pg
     theirs = {str(c["id"]) for c in simulator.dataset.contacts if c["company"]["id"] == company_psa_id}
     assert theirs and theirs & set(contacts) and not theirs & set(kept)
     assert nightly.stages["contacts"]["soft_deleted"] == len(theirs & set(contacts))
+
+
+BUNDLE_MAPPING = TEST_MAPPING.replace("members: {enabled: true}", """\
+  distributions:
+    "MSP-BUNDLE-150":
+      - {to: "Security/Endpoint Protection", pct: 60}
+      - {to: "Security/Email Security", pct: 40}
+members: {enabled: true}""")
+
+
+def _distributions(engine, tenant_id: str) -> set[tuple]:
+    from hg_pipeline.warehouse.tables import product_distributions as t
+
+    with engine.connect() as conn:
+        return set(conn.execute(select(t.c.product_id, t.c.category_id, t.c.pct).where(t.c.tenant_id == tenant_id)))
+
+
+def test_products_delta_keeps_the_other_products_distributions(warehouse, pg_url, instance, simulator, make_tenant):
+    tenant = make_tenant("acme", simulator, mapping=BUNDLE_MAPPING)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    distributions = _distributions(warehouse, tenant)
+    assert len(distributions) == 2
+    products = live_rows(warehouse, "products", tenant)
+    bundle = next(p for p in simulator.dataset.catalog if p["identifier"] == "MSP-BUNDLE-150")
+    dropped = next(p for p in simulator.dataset.catalog
+                   if str(p["id"]) in products and p["category"]["name"] == "Hardware")
+    misc = next(c for c in simulator.dataset.categories if c["name"] == "Misc")
+    with simulator.lock:
+        bundle["price"] = 175.0
+        bundle["_info"] = dict(bundle["_info"], lastUpdated=_now_plus())
+        dropped["category"] = {"id": misc["id"], "name": "Misc"}  # ignored by the mapping: its row leaves
+        dropped.pop("subcategory", None)
+        dropped["_info"] = dict(dropped["_info"], lastUpdated=_now_plus())
+
+    nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
+    assert nightly.success, nightly.reason
+    assert (nightly.stages["products_mapped"]["mode"], nightly.stages["products_mapped"]["remapped"]) == ("delta", 2)
+    after = live_rows(warehouse, "products", tenant)
+    assert after[str(bundle["id"])]["price"] == 175.0 and str(dropped["id"]) not in after
+    assert nightly.stages["products"]["soft_deleted"] == 1
+    assert _distributions(warehouse, tenant) == distributions  # the bundle's, written again; no other lost
+
+    rows = _all_rows(warehouse, tenant)
+    whole = run_sync(pg_url, tenant, "full", instance=instance)
+    assert whole.success, whole.reason
+    assert _all_rows(warehouse, tenant) == rows and _distributions(warehouse, tenant) == distributions
