@@ -226,7 +226,7 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
         pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
     else:  # a delta: the entity's figures are those of every recorded decision
         outcomes = decision_counts(engine, tenant_id, entity)
-        pending_groups = Counter(pending_summary(engine, tenant_id).get(entity, {}))
+        pending_groups = Counter(pending_summary(engine, tenant_id, entity).get(entity, {}))
     total = sum(outcomes.values())
     # Decisions are in mapping_decisions already; only the map stages downstream of this one
     # need them, and pickling 100,000 of them between steps costs seconds.

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from hg_pipeline.entities import ENTITY_LOADS
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.quality import CheckOutcome, check_mapped, check_volume
-from hg_pipeline.orchestration.mapping_impact import live_psa_ids
+from hg_pipeline.orchestration.mapping_impact import live_count, live_psa_ids
 from hg_pipeline.warehouse.mappings import current_mapping
 
 VALID, VOLUME = "valid", "soft_delete_volume"
@@ -49,16 +49,17 @@ def run_checks(engine: Engine, tenant_id: str, entity: str, result: MappingResul
         distributions=pd.DataFrame(result.distributions, columns=["tenant_id", "product_id", "category_id", "pct"])
         if entity == "products" else None,
     )
-    live = live_psa_ids(engine, tenant_id, entity)
     # A delta leaves every row outside its scope as it is.
-    leaving = (live if result.scope is None else live & set(result.scope)) - {row["psa_id"] for row in result.rows}
+    live = live_psa_ids(engine, tenant_id, entity, among=result.scope)
+    live_rows = len(live) if result.scope is None else live_count(engine, tenant_id, entity)
+    leaving = live - {row["psa_id"] for row in result.rows}
     vanished = leaving - {d.psa_id for d in result.decisions}
     by_mapping = len(leaving) - len(vanished)
     in_force = current_mapping(engine, tenant_id)
     accepted = in_force.accepted_deletions.get(entity, 0) if in_force is not None else 0
-    volume = check_volume(entity, current_active=len(live), would_delete=len(leaving), max_share=max_share,
+    volume = check_volume(entity, current_active=live_rows, would_delete=len(leaving), max_share=max_share,
                           by_mapping=by_mapping, accepted=accepted)
-    counts = {"live": len(live), "vanished": len(vanished), "by_mapping": by_mapping,
+    counts = {"live": live_rows, "vanished": len(vanished), "by_mapping": by_mapping,
               "accepted_by_mapping": accepted}
     if in_force is not None:
         counts["mapping_version"] = in_force.version

@@ -51,7 +51,7 @@ INITIAL_ASSETS = [*(f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "cont
 # (map stages; see mapping_stage.py, "delta").
 NIGHTLY_OPS_CONFIG = {
     **{f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES, *DERIVED_ENTITIES)},
-    **{f"{e}_mapped": {"config": {"incremental": True}} for e in LOADED_ENTITIES},
+    **{f"{e}_mapped": {"config": {"incremental": True}} for e in (*LOADED_ENTITIES, *DERIVED_ENTITIES)},
 }
 
 initial_sync_job = define_asset_job(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.mapping.document import MappingDocument
@@ -96,9 +96,22 @@ def _map_all(engine: Engine, tenant_id: str, document: MappingDocument,
     return results
 
 
-def live_psa_ids(engine: Engine, tenant_id: str, entity: str) -> set[str]:
-    """PSA ids of the live rows a sync created (the rows a sync may soft-delete)."""
+def live_psa_ids(engine: Engine, tenant_id: str, entity: str, among: list[str] | None = None) -> set[str]:
+    """PSA ids of the live rows a sync created (the rows a sync may soft-delete); only those
+    `among` these ids when given."""
+    table = LOADED_TABLES[entity]
+    query = select(table.c.psa_id).where(table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None),
+                                         table.c.origin == "psa")
+    with engine.connect() as conn:
+        if among is None:
+            return set(conn.scalars(query))
+        return {psa_id for start in range(0, len(among), 5000)
+                for psa_id in conn.scalars(query.where(table.c.psa_id.in_(among[start:start + 5000])))}
+
+
+def live_count(engine: Engine, tenant_id: str, entity: str) -> int:
+    """How many live rows a sync created (what `live_psa_ids` would list)."""
     table = LOADED_TABLES[entity]
     with engine.connect() as conn:
-        return set(conn.scalars(select(table.c.psa_id).where(
-            table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), table.c.origin == "psa")))
+        return conn.scalar(select(func.count()).select_from(table).where(
+            table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), table.c.origin == "psa"))

@@ -274,12 +274,15 @@ def mapping_targets(engine: Engine, tenant_id: str) -> tuple[set[str], set[str]]
     return set(_existing_companies(engine, tenant_id)), set(_category_tree(engine, tenant_id).paths())
 
 
-def pending_summary(engine: Engine, tenant_id: str) -> dict[str, dict[str, int]]:
-    """entity -> group (type or category) -> number of pending records, from the last map stage."""
+def pending_summary(engine: Engine, tenant_id: str, entity: str | None = None) -> dict[str, dict[str, int]]:
+    """entity -> group (type or category) -> number of pending records, from the last map stage
+    (of one `entity` when given)."""
+    t = mapping_decisions
+    only = [] if entity is None else [t.c.entity == entity]
     with engine.connect() as conn:
         rows = conn.execute(
             select(mapping_decisions.c.entity, mapping_decisions.c.group_key, func.count())
-            .where(mapping_decisions.c.tenant_id == tenant_id, mapping_decisions.c.outcome == "pending")
+            .where(mapping_decisions.c.tenant_id == tenant_id, mapping_decisions.c.outcome == "pending", *only)
             .group_by(mapping_decisions.c.entity, mapping_decisions.c.group_key)
             .order_by(mapping_decisions.c.entity)
         ).all()

@@ -7,14 +7,29 @@
 Both run in the remap job (map + load groups): a remap that moves a product moves its spend.
 """
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, MaterializeResult, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, Config, MaterializeResult, MetadataValue, Output, asset
 
 from hg_pipeline.orchestration.assets import LOAD_GROUP, MAP_GROUP, _bulk_work, _fail, _stage
 from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
-from hg_pipeline.warehouse.spend import APART_COLUMNS, DerivedSpend, derive_spend, last_month_by_category, replace_spend
+from hg_pipeline.warehouse.map_marks import read_mark
+from hg_pipeline.warehouse.spend import (
+    APART_COLUMNS,
+    DerivedSpend,
+    derive_spend,
+    last_month_by_category,
+    replace_spend,
+    spend_counts,
+)
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
+
+
+class SpendConfig(Config):
+    """incremental: derive nothing when the staged lines, the loaded companies and products,
+    the distributions, decisions and categories are those of the last spend load (nightly)."""
+
+    incremental: bool = False
 
 
 @asset(
@@ -27,7 +42,7 @@ from hg_pipeline.warehouse.tenants import TenantError, get_tenant
                 "distributed product's line split exactly by its percentages), the rest kept apart with its reason.",
 )
 @_stage("map spend")
-def spend_mapped(context: AssetExecutionContext, warehouse: WarehouseResource):
+def spend_mapped(context: AssetExecutionContext, config: SpendConfig, warehouse: WarehouseResource):
     tenant_id = context.partition_key
     engine = warehouse.engine()
     try:
@@ -35,10 +50,16 @@ def spend_mapped(context: AssetExecutionContext, warehouse: WarehouseResource):
     except TenantError as exc:
         raise _fail(tenant_id, "map spend", exc) from None
     with _bulk_work():
-        derived = derive_spend(engine, tenant_id)
+        derived = derive_spend(engine, tenant_id,
+                               unless=read_mark(engine, tenant_id, "spend") if config.incremental else None)
+    if derived.unchanged:
+        yield Output(derived, metadata={"tenant": tenant_id, "mode": "unchanged: nothing it reads changed since the "
+                                                                     "last spend load"})
+        return
     apart = [dict(zip(APART_COLUMNS[1:], row)) for row in derived.apart[:5]]
     yield Output(derived, metadata={
         "tenant": tenant_id,
+        "mode": "derived",
         "lines": derived.lines,
         "rows": len(derived.rows),
         "split_lines": derived.split_lines,
@@ -68,11 +89,13 @@ def spend_load(context: AssetExecutionContext, warehouse: WarehouseResource, der
     with _bulk_work():
         replace_spend(engine, tenant_id, derived)
     month, by_category = last_month_by_category(engine, tenant_id)
+    rows, lines, kept_apart = spend_counts(engine, tenant_id)
     return MaterializeResult(metadata={
         "tenant": tenant_id,
-        "rows": len(derived.rows),
-        "lines_mapped": derived.lines - len(derived.apart),
-        "lines_kept_apart": len(derived.apart),
+        "mode": "unchanged" if derived.unchanged else "replaced",
+        "rows": rows,
+        "lines_mapped": lines,
+        "lines_kept_apart": kept_apart,
         "last_month": month or "none",
         "spend_last_month": MetadataValue.md(spend_table(month, by_category)),
     })

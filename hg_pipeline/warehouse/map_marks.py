@@ -38,8 +38,8 @@ class StagedChanges:
 def upstream_key(items: Iterable[tuple]) -> str:
     """A digest of the decisions another entity's mapping reads (sorted: order does not matter)."""
     digest = hashlib.sha256()
-    for item in sorted(items):
-        digest.update(repr(item).encode())
+    for text in sorted(repr(item) for item in items):
+        digest.update(text.encode())
     return digest.hexdigest()
 
 
@@ -52,10 +52,10 @@ def read_mark(engine: Engine, tenant_id: str, entity: str) -> MapMark | None:
 
 def staged_through(engine: Engine, tenant_id: str, entity: str) -> datetime | None:
     """The latest staging change of `entity`: what a map stage that reads staging now has seen."""
-    scope = (raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity)
+    t = raw_records
     with engine.connect() as conn:
-        seen = conn.scalar(select(func.max(raw_records.c.last_seen_at)).where(*scope))
-        vanished = conn.scalar(select(func.max(raw_records.c.vanished_at)).where(*scope))
+        seen, vanished = conn.execute(select(func.max(t.c.last_seen_at), func.max(t.c.vanished_at)).where(
+            t.c.tenant_id == tenant_id, t.c.entity == entity)).one()
     moments = [_aware(m) for m in (seen, vanished) if m is not None]
     return max(moments) if moments else None
 

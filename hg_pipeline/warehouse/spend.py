@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from hg_pipeline.warehouse.bulk import copy_rows, is_postgres, plain_rows, qualified
+from hg_pipeline.warehouse.map_marks import MapMark, staged_through, store_mark, upstream_key
 from hg_pipeline.warehouse.staging import staged_records
 from hg_pipeline.warehouse.tables import (
     categories,
@@ -51,6 +52,8 @@ class DerivedSpend:
     apart: list[tuple] = field(default_factory=list)
     lines: int = 0  # staged lines read
     split_lines: int = 0  # lines of a distributed product, split over its categories
+    unchanged: bool = False  # nothing derived: the spend loaded last is still right
+    mark: MapMark | None = None  # what it was derived from (stored by `replace_spend`)
 
     def apart_by_outcome(self) -> dict[str, int]:
         return dict(Counter(row[8] for row in self.apart))
@@ -72,8 +75,11 @@ def split_amount(amount: Decimal, shares: list[tuple[str, float]]) -> list[tuple
     return [(key, Decimal(sign * part).scaleb(-2)) for (key, _), part in zip(shares, parts)]
 
 
-def derive_spend(engine: Engine, tenant_id: str) -> DerivedSpend:
-    lines = staged_records(engine, tenant_id, "spend")
+def derive_spend(engine: Engine, tenant_id: str, *, unless: MapMark | None = None) -> DerivedSpend:
+    """The tenant's spend from its staged lines and what is loaded; `unless` the mark of the last
+    spend load says that nothing it reads has changed since (the nightly): then `unchanged`,
+    and nothing is derived."""
+    through = staged_through(engine, tenant_id, "spend")
     with engine.connect() as conn:
         company_ids = dict(plain_rows(conn, select(companies.c.psa_id, companies.c.id).where(
             companies.c.tenant_id == tenant_id, companies.c.deleted_at.is_(None), companies.c.psa_id.is_not(None))))
@@ -94,7 +100,16 @@ def derive_spend(engine: Engine, tenant_id: str) -> DerivedSpend:
         decisions = {(entity, psa_id): (outcome, reason) for entity, psa_id, outcome, reason in not_mapped}
         paths = dict(plain_rows(conn, select(categories.c.path, categories.c.id).where(
             categories.c.tenant_id.is_(None) | (categories.c.tenant_id == tenant_id))))
-    out = DerivedSpend(lines=len(lines))
+    mark = MapMark(None, through, upstream_key((
+        *(("company", *item) for item in company_ids.items()),
+        *(("product", psa_id, *row) for psa_id, row in product_rows.items()),
+        *(("share", product_id, *share) for product_id, split in shares.items() for share in split),
+        *(("decision", *key, *value) for key, value in decisions.items()),
+        *(("category", *item) for item in paths.items()))))
+    if unless is not None and unless == mark:
+        return DerivedSpend(unchanged=True, mark=mark)
+    lines = staged_records(engine, tenant_id, "spend")
+    out = DerivedSpend(lines=len(lines), mark=mark)
     for staged in lines:
         line = staged.record
         company_psa_id, product_psa_id, category = line.get("company_psa_id"), line.get("product_psa_id"), \
@@ -148,8 +163,13 @@ def derive_spend(engine: Engine, tenant_id: str) -> DerivedSpend:
 
 
 def replace_spend(engine: Engine, tenant_id: str, derived: DerivedSpend) -> None:
-    """The tenant's spend and spend_unmapped rows become `derived`, in one transaction."""
+    """The tenant's spend and spend_unmapped rows become `derived`, in one transaction (nothing
+    to do when it is `unchanged`)."""
+    if derived.unchanged:
+        return
     with engine.begin() as conn:
+        if derived.mark is not None:
+            store_mark(conn, tenant_id, "spend", derived.mark)
         conn.execute(spend.delete().where(spend.c.tenant_id == tenant_id))
         conn.execute(spend_unmapped.delete().where(spend_unmapped.c.tenant_id == tenant_id))
         plain = (lambda v: v) if is_postgres(conn) else _sqlite_amount
@@ -178,3 +198,13 @@ def last_month_by_category(engine: Engine, tenant_id: str) -> tuple[str | None, 
         totals[(path or "(unknown category)", currency)] += Decimal(str(amount))
     ordered = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
     return month, [(path, currency, amount.quantize(Decimal("0.01"))) for (path, currency), amount in ordered]
+
+
+def spend_counts(engine: Engine, tenant_id: str) -> tuple[int, int, int]:
+    """The tenant's rows in `spend`, the lines they come from, and its rows in `spend_unmapped`."""
+    with engine.connect() as conn:
+        rows, lines = conn.execute(select(func.count(), func.count(spend.c.line_psa_id.distinct())).where(
+            spend.c.tenant_id == tenant_id)).one()
+        apart = conn.scalar(select(func.count()).select_from(spend_unmapped).where(
+            spend_unmapped.c.tenant_id == tenant_id))
+    return rows, lines, apart

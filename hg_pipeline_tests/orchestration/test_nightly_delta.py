@@ -35,6 +35,14 @@ def _all_rows(engine, tenant_id: str) -> dict[str, set[tuple]]:
     return out
 
 
+def _spend_rows(engine, tenant_id: str) -> set[tuple]:
+    from hg_pipeline.warehouse.tables import spend, spend_unmapped
+
+    with engine.connect() as conn:
+        return {(table.name, *row[1:]) for table in (spend, spend_unmapped)
+                for row in conn.execute(select(table).where(table.c.tenant_id == tenant_id))}
+
+
 def _now_plus(minutes: int = 1) -> str:
     return iso(datetime.now(timezone.utc) + timedelta(minutes=minutes))
 
@@ -67,7 +75,11 @@ def test_the_nightly_maps_only_what_changed_and_ends_where_a_whole_map_would(
     assert edited and all(contacts[str(c["id"])]["last_name"] == c["lastName"]
                           for c in edited if str(c["id"]) in contacts)
 
-    rows, decisions = _all_rows(warehouse, tenant), _decisions(warehouse, tenant)
+    # companies renamed, contacts and assets changed: nothing spend reads (the gone asset is no product)
+    assert nightly.stages["spend_mapped"]["mode"].startswith("unchanged")
+    assert nightly.stages["spend"]["mode"] == "unchanged" and nightly.stages["spend"]["rows"] > 0
+
+    rows, decisions, spent = _all_rows(warehouse, tenant), _decisions(warehouse, tenant), _spend_rows(warehouse, tenant)
     whole = run_sync(pg_url, tenant, "full", instance=instance)
     assert whole.success, whole.reason
     for entity in LOADED_TABLES:
@@ -75,6 +87,7 @@ def test_the_nightly_maps_only_what_changed_and_ends_where_a_whole_map_would(
         assert (meta["inserted"], meta["updated"], meta["soft_deleted"], meta["unlinked"]) == (0, 0, 0, 0), entity
     assert _all_rows(warehouse, tenant) == rows
     assert _decisions(warehouse, tenant) == decisions
+    assert whole.stages["spend"]["mode"] == "replaced" and _spend_rows(warehouse, tenant) == spent
 
 
 def test_a_nightly_with_nothing_changed_maps_nothing_and_writes_nothing(
@@ -166,6 +179,7 @@ def test_products_delta_keeps_the_other_products_distributions(warehouse, pg_url
     assert after[str(bundle["id"])]["price"] == 175.0 and str(dropped["id"]) not in after
     assert nightly.stages["products"]["soft_deleted"] == 1
     assert _distributions(warehouse, tenant) == distributions  # the bundle's, written again; no other lost
+    assert nightly.stages["spend_mapped"]["mode"] == "derived"  # a product left: its spend is kept apart now
 
     rows = _all_rows(warehouse, tenant)
     whole = run_sync(pg_url, tenant, "full", instance=instance)
