@@ -141,9 +141,10 @@ def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, s
               f" AND r.psa_id = i.psa_id WHERE {where}")
     differs = f"(r.payload {ne} i.payload OR r.record {ne} i.record OR r.vanished_at IS NOT NULL)"
     params = {"tenant": tenant_id, "entity": entity, "now": started_at, "run": run_id}
-    if is_postgres(conn):
+    if is_postgres(conn) and inflight_count(conn, tenant_id, entity) >= ANALYZE_AFTER_NEW:
         # Fresh statistics, or PostgreSQL joins a read of 100,000 records to staging that grew
         # since autovacuum last looked as if both held a handful: a nested loop, minutes long.
+        # (A small read, a nightly's, joins cheaply whatever the plan.)
         conn.execute(text(f"ANALYZE {inflight}"))
     received, new, changed = conn.execute(text(
         f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.psa_id IS NULL THEN 1 ELSE 0 END), 0),"
