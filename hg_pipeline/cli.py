@@ -443,8 +443,12 @@ def format_outcome(outcome) -> str:
                      f"{cell(loaded, 'inserted', 10)}{cell(loaded, 'updated', 9)}{cell(loaded, 'soft_deleted', 9)}")
     spend = outcome.stages.get("spend", {})
     if spend:
-        received = outcome.stages.get("spend_raw", {}).get("received")
-        staged = "" if received is None else f"{received} lines staged, "  # a remap reads no PSA
+        raw = outcome.stages.get("spend_raw", {})
+        received = raw.get("received")
+        if str(raw.get("mode", "")).startswith("unchanged"):  # a nightly whose probe saw no change
+            staged = "not read (unchanged in the PSA), "
+        else:
+            staged = "" if received is None else f"{received} lines staged, "  # a remap reads no PSA
         lines.append(f"  spend: {staged}{spend.get('lines_mapped', 0)} lines in spend "
                      f"({spend.get('rows', 0)} rows), {spend.get('lines_kept_apart', 0)} kept apart in spend_unmapped")
     worklist = outcome.stages.get("mapping_worklist")

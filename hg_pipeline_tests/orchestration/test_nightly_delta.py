@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
+from hg_pipeline.cli import format_outcome
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.simulators.datasets import iso
 from hg_pipeline.warehouse.mappings import store_mapping
@@ -97,6 +98,10 @@ def test_a_nightly_with_nothing_changed_maps_nothing_and_writes_nothing(
     rows = _all_rows(warehouse, tenant)
     nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
     assert nightly.success, nightly.reason
+    summary = format_outcome(nightly)  # what `hg-pipeline sync --nightly` prints
+    contacts_line = next(line for line in summary.splitlines() if line.strip().startswith("contacts "))
+    assert contacts_line.split()[1:4] == ["0", "0", str(nightly.stages["contacts_mapped"]["mapped"])]
+    assert "spend: not read (unchanged in the PSA), " in summary
     for entity in DELTA:
         assert (nightly.stages[f"{entity}_mapped"]["mode"], nightly.stages[f"{entity}_mapped"]["remapped"]) == (
             "delta", 0), entity
