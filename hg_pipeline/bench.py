@@ -10,7 +10,8 @@ it would compete for the interpreter lock and the figures would lie):
 3. an incremental sync (`run_sync(..., "nightly")`) after 1% of the companies, contacts and
    assets changed in the PSA (the simulator's `/_simulator/touch` control): its seconds
    (goal <= 5 s), the records it received per entity and its PSA requests;
-4. a remap (`run_sync(..., "remap")`), which must make no PSA request (the simulator counts);
+4. a remap (`run_sync(..., "remap")`) of a changed mapping (the Backup category moved: a products
+   rule), which must make no PSA request (the simulator counts);
 5. the rate-limited full sync: a second simulator process (small dataset) that answers 429
    beyond RATE_LIMIT_RPS requests a second, and a tenant `bench_rate` told that rate
    (`requests_per_second`). Its extraction time (first extract step start to last extract
@@ -286,7 +287,8 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
             raise BenchError(f"incremental sync failed at {incremental.failed_step}: {incremental.reason}")
         incremental_stages = _stage_rows(incremental.stages, _step_seconds(instance, incremental.run_id))
 
-        # -- remap: the staged records only, no PSA request
+        # -- remap of a changed mapping (a products rule): the staged records only, no PSA request
+        _store_remap_version(engine, BENCH_TENANT, moved=True)
         requests_before = simulator.requests
         remap_started = time.perf_counter()
         remap = run_sync(url, BENCH_TENANT, "remap", instance=instance)
@@ -298,6 +300,7 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
         remap_stages = _stage_rows(remap.stages, remap_steps)
 
         # -- as a user runs them: new processes, imports included
+        _store_remap_version(engine, BENCH_TENANT, moved=False)
         remap_cli = _cli_sync(url, BENCH_TENANT, "--remap", home)
         _register_tenant(engine, spec, CLI_TENANT, simulator.base_url, env_vars,
                          requests_per_second=BENCH_REQUESTS_PER_SECOND)
@@ -502,6 +505,25 @@ def _store_mapping(engine, tenant_id: str) -> int:
     if stored is not None and stored.document == document:
         return stored.version
     return store_mapping(engine, tenant_id, document).version
+
+
+# What each remap re-applies: the Backup category moved (a products rule), as an MSP refines its
+# mapping; the in-process remap moves it, the user-run one moves it back.
+REMAP_RULES = ("Backup: {action: map, to: Backup & Recovery/Backup Software}",
+               "Backup: {action: map, to: Backup & Recovery/Business Continuity}")
+
+
+def _store_remap_version(engine, tenant_id: str, moved: bool) -> int:
+    """The bench document with the Backup rule moved (or not) as a new mapping version."""
+    from hg_pipeline.warehouse.mappings import store_mapping
+
+    document = bench_document()
+    if REMAP_RULES[0] not in document:
+        raise BenchError("the default mapping no longer maps Backup to Backup & Recovery/Backup Software")
+    if moved:
+        document = document.replace(*REMAP_RULES, 1)
+    return store_mapping(engine, tenant_id, document, comment="bench: Backup moved" if moved else
+                         "bench: Backup back").version
 
 
 def _received(stages: dict[str, dict]) -> dict[str, int]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-
 from datetime import datetime
 
 from hg_pipeline.connectors.base import Endpoint, Page

@@ -47,12 +47,16 @@ def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
 INITIAL_ASSETS = [*(f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "contacts", "products", "members")),
                   "mapping_worklist"]
 
-# The nightly reads changes only (extract stages) and maps and loads only what they changed
-# (map stages; see mapping_stage.py, "delta").
+# The map stages of a remap and a nightly map and load only what changed (staging since the
+# last load, or a section of the mapping) when that is safe (mapping_stage.py, "delta"); a
+# full sync, the weekly reconcile among them, maps whole.
+DELTA_OPS_CONFIG = {f"{e}_mapped": {"config": {"incremental": True}} for e in (*LOADED_ENTITIES, *DERIVED_ENTITIES)}
+# The nightly also reads changes only (extract stages).
 NIGHTLY_OPS_CONFIG = {
     **{f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES, *DERIVED_ENTITIES)},
-    **{f"{e}_mapped": {"config": {"incremental": True}} for e in (*LOADED_ENTITIES, *DERIVED_ENTITIES)},
+    **DELTA_OPS_CONFIG,
 }
+OPS_CONFIG_BY_KIND = {"nightly": NIGHTLY_OPS_CONFIG, "remap": DELTA_OPS_CONFIG}
 
 initial_sync_job = define_asset_job(
     "initial_sync",
@@ -76,7 +80,9 @@ remap_job = define_asset_job(
     selection=AssetSelection.groups(MAP_GROUP, LOAD_GROUP),
     partitions_def=tenants_partitions,
     tags={KIND_TAG: "remap"},
-    description="Re-applies the mapping in force to the staged records; no PSA call.",
+    config={"ops": DELTA_OPS_CONFIG},
+    description="Re-applies the mapping in force to the staged records (the entities whose rules changed, and "
+                "what staging changed); no PSA call.",
 )
 
 nightly_resync_job = define_asset_job(

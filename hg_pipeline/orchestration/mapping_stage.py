@@ -23,7 +23,7 @@ from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
 from hg_pipeline.warehouse.bulk import copy_rows, plain_rows, qualified
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
-from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping
+from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
 from hg_pipeline.warehouse.staging import StagedRecord, quarantine_records, staged_records
 from hg_pipeline.warehouse.tables import companies, mapping_decisions
 from hg_pipeline.warehouse.tenants import get_tenant
@@ -94,7 +94,8 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
         None, [*tree.paths(), *(c["path"] for c in result.categories)], categories))
     if delta is not None:
         result.scope = sorted({*delta.ids, *delta.gone})
-    _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope)
+    _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope,
+                      restamp=delta is not None and delta.restamp)
     orphans = [d for d in result.decisions if d.rule == "unknown_parent"] if quarantine else []
     if orphans:
         payloads = {s.psa_id: s.record for s in staged}
@@ -122,6 +123,7 @@ DELTA_MAX_SHARE = 0.2
 class Delta:
     ids: list[str]  # records to map: staged after the mark, and every record a record rule names
     gone: list[str]  # records that vanished after the mark (their rows leave)
+    restamp: bool  # a new mapping version with the same rules: the other decisions take its number
 
 
 def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocument, now: MapMark) -> Delta | None:
@@ -140,14 +142,28 @@ def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocumen
     if entity == "products" and document.products.smart_mapping.enabled:
         return None
     last = read_mark(engine, tenant_id, entity)
-    if last is None or last.staged_through is None or last.mapping_version != now.mapping_version \
-            or last.upstream_key != now.upstream_key:
+    if last is None or last.staged_through is None or last.upstream_key != now.upstream_key:
+        return None
+    if last.mapping_version != now.mapping_version and not _same_rules(engine, tenant_id, entity,
+                                                                        last.mapping_version, document):
         return None
     changes = staged_changes(engine, tenant_id, entity, last.staged_through)
     if len(changes.changed) + len(changes.gone) > DELTA_MAX_SHARE * changes.live:
         return None
     named = getattr(document, entity).records
-    return Delta(ids=sorted({*changes.changed, *named}), gone=changes.gone)
+    return Delta(ids=sorted({*changes.changed, *named}), gone=changes.gone,
+                 restamp=last.mapping_version != now.mapping_version)
+
+
+def _same_rules(engine: Engine, tenant_id: str, entity: str, version: int | None, document: MappingDocument) -> bool:
+    """Whether mapping `version` decides `entity` exactly as `document` does: the same section,
+    none of whose decisions depends on when a version was stored (with `auto_import_new` false,
+    the records first seen after the version are pending: a new version moves that line)."""
+    section = getattr(document, entity)
+    if version is None or not getattr(section, "auto_import_new", True):
+        return False
+    old = mapping_version(engine, tenant_id, version)
+    return old is not None and getattr(_document(old), entity) == section
 
 
 def _depends_on(upstream: MappingResult | None, paths: Iterable[str], categories: list[dict] | None) -> str:
@@ -243,9 +259,10 @@ def _category_tree(engine: Engine, tenant_id: str) -> CategoryTree:
 
 
 def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: MappingResult,
-                      version: int | None, *, scope: list[str] | None = None) -> None:
+                      version: int | None, *, scope: list[str] | None = None, restamp: bool = False) -> None:
     """Store the decisions that changed since the last map stage (a remap usually changes few).
-    `scope`: the records a delta decided (the others keep theirs); None: every record."""
+    `scope`: the records a delta decided (the others keep theirs); None: every record.
+    `restamp`: the others are decided the same by `version` (same rules): they take its number."""
     now = datetime.now(timezone.utc)
     t = mapping_decisions
     where = (t.c.tenant_id == tenant_id, t.c.entity == entity)
@@ -267,6 +284,9 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
             (tenant_id, entity, psa_id, *values, now)
             for psa_id, values in fresh.items() if stored.get(psa_id) != values
         ))
+        if restamp:
+            conn.execute(t.update().where(*where, t.c.mapping_version.is_distinct_from(version)).values(
+                mapping_version=version))
 
 
 def mapping_targets(engine: Engine, tenant_id: str) -> tuple[set[str], set[str]]:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, update
 
 from hg_pipeline import secrets
 from hg_pipeline.orchestration.home import dagster_instance
-from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, NIGHTLY_OPS_CONFIG, sync_tags
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, OPS_CONFIG_BY_KIND, sync_tags
 from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, psa_resource, warehouse_resource
@@ -67,8 +67,8 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     started = datetime.now(timezone.utc)
     run_id = str(uuid.uuid4())
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if kind == "nightly":
-        run_config["ops"] = NIGHTLY_OPS_CONFIG
+    if kind in OPS_CONFIG_BY_KIND:
+        run_config["ops"] = OPS_CONFIG_BY_KIND[kind]
     alive = locks.run_alive_name(run_id)
     # Alive from before its row exists, so no sensor can take the row for a dead run's.
     with outage.reported(tenant_id, database_url, NOTHING_DONE):

@@ -110,17 +110,57 @@ def test_a_nightly_with_nothing_changed_maps_nothing_and_writes_nothing(
     assert _all_rows(warehouse, tenant) == rows
 
 
-def test_a_new_mapping_version_is_mapped_whole_by_the_nightly(warehouse, pg_url, instance, simulator, make_tenant):
+def test_a_new_version_with_the_same_rules_takes_its_number_without_a_whole_map(
+        warehouse, pg_url, instance, simulator, make_tenant):
     tenant = make_tenant("acme", simulator)
     assert run_sync(pg_url, tenant, "full", instance=instance).success
     version = store_mapping(warehouse, tenant, TEST_MAPPING + "# reviewed again\n").version
     nightly = run_sync(pg_url, tenant, "nightly", instance=instance)
     assert nightly.success, nightly.reason
     for entity in DELTA:
-        assert nightly.stages[f"{entity}_mapped"]["mode"] == "whole", entity
+        assert (nightly.stages[f"{entity}_mapped"]["mode"], nightly.stages[f"{entity}_mapped"]["remapped"]) == (
+            "delta", 0), entity
     assert {d[6] for d in _decisions(warehouse, tenant)} == {version}
-    again = run_sync(pg_url, tenant, "nightly", instance=instance)
-    assert again.stages["assets_mapped"]["mode"] == "delta"  # the version is the load's now
+
+
+def test_a_remap_maps_whole_only_the_sections_that_changed(warehouse, pg_url, instance, simulator, make_tenant):
+    """Products rules changed (Misc imported, not ignored): products are mapped whole, the
+    others as a delta of nothing; the result is a whole map's (a full sync changes nothing)."""
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    before = live_rows(warehouse, "products", tenant)
+    version = store_mapping(warehouse, tenant, TEST_MAPPING.replace('"Misc": {action: ignore}',
+                                                                    '"Misc": {action: import}')).version
+    remap = run_sync(pg_url, tenant, "remap", instance=instance)
+    assert remap.success, remap.reason
+    assert remap.stages["products_mapped"]["mode"] == "whole"
+    for entity in ("contacts", "members", "assets"):
+        assert (remap.stages[f"{entity}_mapped"]["mode"], remap.stages[f"{entity}_mapped"]["remapped"]) == (
+            "delta", 0), entity
+    misc = {str(p["id"]) for p in simulator.dataset.catalog if p["category"]["name"] == "Misc"}
+    assert misc and misc <= set(live_rows(warehouse, "products", tenant)) and not misc & set(before)
+    assert remap.stages["spend_mapped"]["mode"] == "derived"  # products moved: spend follows
+    assert {d[6] for d in _decisions(warehouse, tenant)} == {version}
+
+    rows, decisions, spent = _all_rows(warehouse, tenant), _decisions(warehouse, tenant), _spend_rows(warehouse, tenant)
+    whole = run_sync(pg_url, tenant, "full", instance=instance)
+    assert whole.success, whole.reason
+    assert _all_rows(warehouse, tenant) == rows and _decisions(warehouse, tenant) == decisions
+    assert _spend_rows(warehouse, tenant) == spent
+
+
+def test_a_version_change_maps_whole_where_new_records_wait_for_review(
+        warehouse, pg_url, instance, simulator, make_tenant):
+    """contacts.auto_import_new false: which contacts are "new" depends on when the version in
+    force was stored, so a new version maps contacts whole even with the same rules."""
+    strict = TEST_MAPPING.replace("contacts:\n  enabled: true", "contacts:\n  enabled: true\n  auto_import_new: false")
+    tenant = make_tenant("acme", simulator, mapping=strict)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    store_mapping(warehouse, tenant, strict + "# again\n")
+    remap = run_sync(pg_url, tenant, "remap", instance=instance)
+    assert remap.success, remap.reason
+    assert remap.stages["contacts_mapped"]["mode"] == "whole"
+    assert remap.stages["assets_mapped"]["mode"] == "delta"
 
 
 def test_a_company_whose_decision_changes_takes_its_contacts_along(warehouse, pg_url, instance, simulator,

@@ -30,7 +30,7 @@ from hg_pipeline.simulators.base import STATS_PATH
 from hg_pipeline.simulators.datasets import generate
 from hg_pipeline.warehouse.staging import watermark
 from hg_pipeline.warehouse.tables import spend, spend_unmapped
-from hg_pipeline_tests.spend.test_spend_sync import FIRST, ONE_OFF
+from hg_pipeline_tests.spend.test_spend_sync import FIRST, ONE_OFF, expected_lines
 
 SOURCES = ["connectwise", "halopsa", "autotask"]
 CONNECTORS = {"connectwise": ConnectWiseConnector, "halopsa": HaloPsaConnector, "autotask": AutotaskConnector}
@@ -70,22 +70,8 @@ def next_month() -> str:
 def expected_by_month(ds, one_off: bool, months: list[str]) -> dict[str, Decimal]:
     """month -> what the MSP bills in it (active agreements' billable additions, invoiced one-off items)."""
     billed: dict[str, Decimal] = defaultdict(Decimal)
-    agreements = {a["id"]: a for a in ds.agreements if a["agreementStatus"] == "Active"}
-    for addition in ds.agreement_additions:
-        agreement = agreements.get(addition["agreementId"])
-        if agreement is None or addition["billCustomer"] != "Billable":
-            continue
-        first = max(agreement["startDate"][:7], addition["effectiveDate"][:7])
-        last = None if agreement["noEndingDateFlag"] else agreement["endDate"][:7]
-        stop = addition["cancelledDate"][:7] if addition["cancelledDate"] else None
-        for month in months:
-            if first <= month and (last is None or month <= last) and (stop is None or month < stop):
-                billed[month] += Decimal(str(addition["quantity"])) * Decimal(str(addition["unitPrice"]))
-    invoiced = {i["id"]: i["date"][:7] for i in ds.invoices}
-    for item in ds.product_items if one_off else ():
-        month = invoiced[item["invoice"]["id"]]
-        if not item["cancelledFlag"] and not item["agreement"] and month in months:
-            billed[month] += Decimal(str(item["quantity"])) * Decimal(str(item["price"]))
+    for _, _, month, amount in expected_lines(ds, one_off, months).values():
+        billed[month] += amount
     return dict(billed)
 
 

@@ -80,9 +80,9 @@ def window() -> list[str]:
     return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(last - 11, last + 1)]
 
 
-def expected_lines(ds, one_off: bool = True) -> dict[str, tuple[int, int, str, Decimal]]:
-    """line key -> (company id, catalog id, month, amount): what the MSP billed in the window."""
-    months = window()
+def expected_lines(ds, one_off: bool = True, months: list[str] | None = None) -> dict[str, tuple[int, int, str, Decimal]]:
+    """line key -> (company id, catalog id, month, amount): what the MSP billed in `months` (the window)."""
+    months = window() if months is None else months
     agreements = {a["id"]: a for a in ds.agreements if a["agreementStatus"] == "Active"}
     lines = {}
     for addition in ds.agreement_additions:
