@@ -94,8 +94,7 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
         None, [*tree.paths(), *(c["path"] for c in result.categories)], categories))
     if delta is not None:
         result.scope = sorted({*delta.ids, *delta.gone})
-    _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope,
-                      restamp=delta is not None and delta.restamp)
+    _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope)
     orphans = [d for d in result.decisions if d.rule == "unknown_parent"] if quarantine else []
     if orphans:
         payloads = {s.psa_id: s.record for s in staged}
@@ -123,7 +122,6 @@ DELTA_MAX_SHARE = 0.2
 class Delta:
     ids: list[str]  # records to map: staged after the mark, and every record a record rule names
     gone: list[str]  # records that vanished after the mark (their rows leave)
-    restamp: bool  # a new mapping version with the same rules: the other decisions take its number
 
 
 def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocument, now: MapMark) -> Delta | None:
@@ -151,8 +149,7 @@ def _delta(engine: Engine, tenant_id: str, entity: str, document: MappingDocumen
     if len(changes.changed) + len(changes.gone) > DELTA_MAX_SHARE * changes.live:
         return None
     named = getattr(document, entity).records
-    return Delta(ids=sorted({*changes.changed, *named}), gone=changes.gone,
-                 restamp=last.mapping_version != now.mapping_version)
+    return Delta(ids=sorted({*changes.changed, *named}), gone=changes.gone)
 
 
 def _same_rules(engine: Engine, tenant_id: str, entity: str, version: int | None, document: MappingDocument) -> bool:
@@ -230,12 +227,19 @@ def read_worklist(engine: Engine, tenant_id: str) -> TenantWorklist:
     stored = current_mapping(engine, tenant_id)
     reference = _reference_lists(engine, tenant_id)
     records = {e: [s.record for s in staged_records(engine, tenant_id, e)] for e in COUNTED_ENTITIES}
+    t = mapping_decisions
     with engine.connect() as conn:
-        versions = set(conn.scalars(select(mapping_decisions.c.mapping_version).distinct().where(
-            mapping_decisions.c.tenant_id == tenant_id)))
-    worklist = build_worklist(_document(stored), psa_choices(reference, records), pending_summary(engine, tenant_id))
+        decided = conn.execute(select(t.c.entity, t.c.mapping_version).distinct().where(
+            t.c.tenant_id == tenant_id)).all()
+    document = _document(stored)
+    version = stored.version if stored else None
+    # A decision made with an older version whose rules for its entity are those in force is
+    # the decision of the version in force (a delta map leaves it as it was: mapping_stage._delta).
+    versions = {version if v != version and _same_rules(engine, tenant_id, entity, v, document) else v
+                for entity, v in decided}
+    worklist = build_worklist(document, psa_choices(reference, records), pending_summary(engine, tenant_id))
     staged = any(reference.values()) or any(records.values())
-    return TenantWorklist(worklist, stored.version if stored else None, versions, staged)
+    return TenantWorklist(worklist, version, versions, staged)
 
 
 def _reference_lists(engine: Engine, tenant_id: str) -> dict[str, list[dict]]:
@@ -259,10 +263,10 @@ def _category_tree(engine: Engine, tenant_id: str) -> CategoryTree:
 
 
 def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: MappingResult,
-                      version: int | None, *, scope: list[str] | None = None, restamp: bool = False) -> None:
+                      version: int | None, *, scope: list[str] | None = None) -> None:
     """Store the decisions that changed since the last map stage (a remap usually changes few).
-    `scope`: the records a delta decided (the others keep theirs); None: every record.
-    `restamp`: the others are decided the same by `version` (same rules): they take its number."""
+    `scope`: the records a delta decided (the others keep theirs, and the version number they
+    were decided with); None: every record."""
     now = datetime.now(timezone.utc)
     t = mapping_decisions
     where = (t.c.tenant_id == tenant_id, t.c.entity == entity)
@@ -284,9 +288,6 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
             (tenant_id, entity, psa_id, *values, now)
             for psa_id, values in fresh.items() if stored.get(psa_id) != values
         ))
-        if restamp:
-            conn.execute(t.update().where(*where, t.c.mapping_version.is_distinct_from(version)).values(
-                mapping_version=version))
 
 
 def mapping_targets(engine: Engine, tenant_id: str) -> tuple[set[str], set[str]]:

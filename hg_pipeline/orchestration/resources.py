@@ -40,7 +40,13 @@ class WarehouseResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if context.dagster_run is None or context.instance is None:
             return
+        from hg_pipeline.orchestration.jobs import KIND_TAG
         from hg_pipeline.orchestration.run_guard import enter_run
+
+        if context.dagster_run.tags.get(KIND_TAG) in ("full", "nightly", "remap"):  # the kinds that check
+            from hg_pipeline.quality.suites import warm_up
+
+            warm_up()
 
         self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
                                wait_seconds=self.lock_wait_seconds)

@@ -70,6 +70,18 @@ def _quiet_ge_logging() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def warm_up() -> None:
+    """Load great-expectations and build the context in a background thread: seconds of imports
+    that a sync's first validation would otherwise wait for, spent while its first stages wait
+    on the PSA. The first validation takes the lock and waits for whatever is left."""
+    def load() -> None:
+        with _lock:
+            _get_batch_definition()
+
+    if _batch_definition is None:
+        threading.Thread(target=load, name="great-expectations-warm-up", daemon=True).start()
+
+
 def _get_batch_definition():
     """The process-wide ephemeral context's whole-dataframe batch definition."""
     global _context, _batch_definition

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from hg_pipeline.cli import format_outcome
+from hg_pipeline.orchestration.mapping_stage import read_worklist
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.simulators.datasets import iso
 from hg_pipeline.warehouse.mappings import store_mapping
@@ -120,7 +121,9 @@ def test_a_new_version_with_the_same_rules_takes_its_number_without_a_whole_map(
     for entity in DELTA:
         assert (nightly.stages[f"{entity}_mapped"]["mode"], nightly.stages[f"{entity}_mapped"]["remapped"]) == (
             "delta", 0), entity
-    assert {d[6] for d in _decisions(warehouse, tenant)} == {version}
+    # the decisions keep the number they were made with; `mapping pending` counts them as the new one's
+    assert {d[6] for d in _decisions(warehouse, tenant) if d[0] in DELTA} == {version - 1}
+    assert read_worklist(warehouse, tenant).decided_with == {version}
 
 
 def test_a_remap_maps_whole_only_the_sections_that_changed(warehouse, pg_url, instance, simulator, make_tenant):
@@ -140,13 +143,15 @@ def test_a_remap_maps_whole_only_the_sections_that_changed(warehouse, pg_url, in
     misc = {str(p["id"]) for p in simulator.dataset.catalog if p["category"]["name"] == "Misc"}
     assert misc and misc <= set(live_rows(warehouse, "products", tenant)) and not misc & set(before)
     assert remap.stages["spend_mapped"]["mode"] == "derived"  # products moved: spend follows
-    assert {d[6] for d in _decisions(warehouse, tenant)} == {version}
+    assert {d[6] for d in _decisions(warehouse, tenant) if d[0] == "products"} == {version}
+    assert read_worklist(warehouse, tenant).decided_with == {version}
 
     rows, decisions, spent = _all_rows(warehouse, tenant), _decisions(warehouse, tenant), _spend_rows(warehouse, tenant)
     whole = run_sync(pg_url, tenant, "full", instance=instance)
     assert whole.success, whole.reason
-    assert _all_rows(warehouse, tenant) == rows and _decisions(warehouse, tenant) == decisions
-    assert _spend_rows(warehouse, tenant) == spent
+    assert _all_rows(warehouse, tenant) == rows and _spend_rows(warehouse, tenant) == spent
+    # the same decisions, now all numbered with the version in force
+    assert _decisions(warehouse, tenant) == {(*d[:6], version) for d in decisions}
 
 
 def test_a_version_change_maps_whole_where_new_records_wait_for_review(
