@@ -64,7 +64,9 @@ def sync_row_states(engine, tenant_id):
 
 
 def test_a_second_sync_of_the_tenant_is_refused_with_one_line(pg_url, warehouse, simulator, make_tenant, home):
-    tenant = make_tenant("acme", simulator)
+    # No rate of its own, so HG_PSA_REQUESTS_PER_SECOND paces it: the first sync outlasts the
+    # second's start (a tenant rate would win over the variable and the first might be done).
+    tenant = make_tenant("acme", simulator, requests_per_second=None)
     throttled = {"HG_PSA_REQUESTS_PER_SECOND": "3", "HG_TENANT_LOCK_WAIT_SECONDS": "0"}
     first = hg(pg_url, home, "sync", tenant, "--full", env=throttled)
     deadline = time.monotonic() + 60
@@ -91,7 +93,7 @@ def test_a_second_sync_of_the_tenant_is_refused_with_one_line(pg_url, warehouse,
 
 
 def test_a_second_sync_waits_for_the_first_when_allowed(pg_url, warehouse, simulator, make_tenant, home):
-    tenant = make_tenant("acme", simulator)
+    tenant = make_tenant("acme", simulator, requests_per_second=None)
     env = {"HG_PSA_REQUESTS_PER_SECOND": "5", "HG_TENANT_LOCK_WAIT_SECONDS": "120"}
     first = hg(pg_url, home, "sync", tenant, "--full", env=env)
     while not locks.is_held_elsewhere(warehouse, locks.tenant_lock_name(tenant)):
@@ -106,7 +108,7 @@ def test_a_second_sync_waits_for_the_first_when_allowed(pg_url, warehouse, simul
 
 def test_a_killed_sync_is_marked_abandoned_and_the_next_one_converges(pg_url, warehouse, simulator,
                                                                       make_tenant, home):
-    tenant = make_tenant("acme", simulator)
+    tenant = make_tenant("acme", simulator, requests_per_second=None)
     victim = hg(pg_url, home, "sync", tenant, "--full", env={"HG_PSA_REQUESTS_PER_SECOND": "4"})
     companies = LOADED_TABLES["companies"]
     deadline = time.monotonic() + 120
@@ -211,7 +213,7 @@ def _try(engine, name, wait):
 def test_a_run_whose_lock_session_died_loads_nothing(pg_url, warehouse, simulator, make_tenant, home):
     """An outage that killed only the lock's PostgreSQL session frees the lock while the run goes
     on: the run must not load beside a second sync it can no longer exclude."""
-    tenant = make_tenant("acme", simulator)
+    tenant = make_tenant("acme", simulator, requests_per_second=None)
     run = hg(pg_url, home, "sync", tenant, "--full", env={"HG_PSA_REQUESTS_PER_SECOND": "3"})
     deadline = time.monotonic() + 60
     while not locks.is_held_elsewhere(warehouse, locks.tenant_lock_name(tenant)):
