@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy.types import NullType
 
 from hg_pipeline.warehouse.tables import map_marks, raw_records
 
@@ -66,8 +67,14 @@ def staged_changes(engine: Engine, tenant_id: str, entity: str, since: datetime 
     scope = (t.c.tenant_id == tenant_id, t.c.entity == entity)
     with engine.connect() as conn:
         live = conn.scalar(select(func.count()).select_from(t).where(*scope, t.c.vanished_at.is_(None)))
-        after = [] if since is None else [or_(t.c.last_seen_at > since, t.c.vanished_at > since)]
-        rows = conn.execute(select(t.c.psa_id, t.c.vanished_at).where(*scope, *after)).all()
+        query = select(t.c.psa_id, t.c.vanished_at).where(*scope)
+        if since is not None:
+            # Bound as staging writes its times (`merge_inflight`'s plain parameter): SQLite keeps
+            # them as text with "+00:00", which a DateTime-typed parameter (no suffix) would sort
+            # below, so every record staged at the mark's very moment would count as changed.
+            moment = bindparam("since", since, type_=NullType())  # no DateTime processing: as the driver writes it
+            query = query.where(text("(last_seen_at > :since OR vanished_at > :since)").bindparams(moment))
+        rows = conn.execute(query).all()
     return StagedChanges(changed=[psa_id for psa_id, vanished in rows if vanished is None],
                          gone=[psa_id for psa_id, vanished in rows if vanished is not None], live=live)
 

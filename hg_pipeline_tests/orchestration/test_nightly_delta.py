@@ -235,3 +235,29 @@ def test_products_delta_keeps_the_other_products_distributions(warehouse, pg_url
     whole = run_sync(pg_url, tenant, "full", instance=instance)
     assert whole.success, whole.reason
     assert _all_rows(warehouse, tenant) == rows and _distributions(warehouse, tenant) == distributions
+
+
+def test_the_embedded_database_maps_a_delta_too(tmp_path, instance, simulator, monkeypatch):
+    """SQLite (the demo's warehouse) keeps staging times as text: the mark must compare as
+    the same moment, or every record staged with it would count as changed."""
+    from hg_pipeline.simulators.connectwise import DEMO_CREDENTIALS
+    from hg_pipeline.warehouse import db
+    from hg_pipeline.warehouse.schema import upgrade
+    from hg_pipeline.warehouse.tenants import Tenant, add_tenant
+
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = db.connect(url)
+    upgrade(engine)
+    refs = {}
+    for key, value in DEMO_CREDENTIALS.items():
+        monkeypatch.setenv(f"HG_SQLITE_{key.upper()}", value)
+        refs[key] = f"env:HG_SQLITE_{key.upper()}"
+    add_tenant(engine, Tenant("acme", "Acme", "connectwise", simulator.base_url, refs))
+    store_mapping(engine, "acme", TEST_MAPPING)
+    assert run_sync(url, "acme", "full", instance=instance).success
+    changed = simulator.touch(0.05, seed=5)
+    nightly = run_sync(url, "acme", "nightly", instance=instance)
+    assert nightly.success, nightly.reason
+    assert (nightly.stages["contacts_mapped"]["mode"], nightly.stages["contacts_mapped"]["remapped"]) == (
+        "delta", changed["contacts"])
+    assert (nightly.stages["members_mapped"]["mode"], nightly.stages["members_mapped"]["remapped"]) == ("delta", 0)
