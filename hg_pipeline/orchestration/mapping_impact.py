@@ -19,6 +19,7 @@ from hg_pipeline.mapping.document import MappingDocument
 from hg_pipeline.mapping.engine import MappingContext, MappingResult, map_entity
 from hg_pipeline.orchestration.mapping_stage import _category_tree, _existing_companies
 from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
+from hg_pipeline.warehouse.bulk import chunks
 from hg_pipeline.warehouse.staging import staged_records
 from hg_pipeline.warehouse.tables import LOADED_TABLES
 
@@ -105,8 +106,7 @@ def live_psa_ids(engine: Engine, tenant_id: str, entity: str, among: list[str] |
     with engine.connect() as conn:
         if among is None:
             return set(conn.scalars(query))
-        return {psa_id for start in range(0, len(among), 5000)
-                for psa_id in conn.scalars(query.where(table.c.psa_id.in_(among[start:start + 5000])))}
+        return {psa_id for ids in chunks(among) for psa_id in conn.scalars(query.where(table.c.psa_id.in_(ids)))}
 
 
 def live_count(engine: Engine, tenant_id: str, entity: str) -> int:

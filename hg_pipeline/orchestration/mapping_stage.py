@@ -20,7 +20,7 @@ from hg_pipeline.mapping.categories import CategoryTree
 from hg_pipeline.mapping.document import MappingDocument, parse_document
 from hg_pipeline.mapping.engine import PENDING, MappingContext, MappingResult, map_entity
 from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
-from hg_pipeline.warehouse.bulk import copy_rows, plain_rows, qualified
+from hg_pipeline.warehouse.bulk import chunks, copy_rows, plain_rows, qualified
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
@@ -275,13 +275,13 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
         if scope is None:
             rows = plain_rows(conn, select(*selected).where(*where))
         else:
-            rows = [row for start in range(0, len(scope), 5000) for row in plain_rows(conn, select(*selected).where(
-                *where, t.c.psa_id.in_(scope[start:start + 5000])))]
+            rows = [row for ids in chunks(scope) for row in plain_rows(conn, select(*selected).where(
+                *where, t.c.psa_id.in_(ids)))]
         stored = {row[0]: tuple(row[1:]) for row in rows}
         fresh = {d.psa_id: (d.outcome, d.rule, d.reason, d.group, version) for d in result.decisions}
         stale = [psa_id for psa_id, values in stored.items() if fresh.get(psa_id) != values]
-        for start in range(0, len(stale), 5000):
-            conn.execute(t.delete().where(*where, t.c.psa_id.in_(stale[start:start + 5000])))
+        for ids in chunks(stale):
+            conn.execute(t.delete().where(*where, t.c.psa_id.in_(ids)))
         columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
                    "decided_at")
         copy_rows(conn, qualified(conn, t), columns, (

@@ -7,12 +7,21 @@ so a load costs a handful of statements whatever the row count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Select, Table, text
 
 from hg_pipeline.warehouse.db import SCHEMA
+
+
+IN_LIST_SIZE = 5000  # ids per `IN (...)`: a statement's parameters stay well below the drivers' limits
+
+
+def chunks(values: Sequence, size: int = IN_LIST_SIZE) -> Iterator[Sequence]:
+    """`values` in consecutive slices of at most `size` (for `column.in_(...)` batches)."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def is_postgres(conn: Connection) -> bool:

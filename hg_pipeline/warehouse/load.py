@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, select, text, update
 from hg_pipeline.entities import ENTITY_LOADS
 from hg_pipeline.warehouse.map_marks import MapMark, store_mark
 from hg_pipeline.warehouse.staging import promote_watermark
-from hg_pipeline.warehouse.bulk import copy_rows, create_temp_twin, index_temp, plain_rows, qualified, temp_ref
+from hg_pipeline.warehouse.bulk import chunks, copy_rows, create_temp_twin, index_temp, plain_rows, qualified, temp_ref
 from hg_pipeline.warehouse.tables import LOADED_TABLES, categories, product_distributions
 
 
@@ -142,8 +142,8 @@ def _current_rows(conn: Connection, table, tenant_id: str, scope: list[str] | No
         return {row[0]: _Current(*row) for row in plain_rows(conn, query)}
     current = {}
     for column, values in ((table.c.psa_id, scope), (table.c.id, incoming)):
-        for start in range(0, len(values), 5000):
-            for row in plain_rows(conn, query.where(column.in_(values[start:start + 5000]))):
+        for ids in chunks(values):
+            for row in plain_rows(conn, query.where(column.in_(ids))):
                 current[row[0]] = _Current(*row)
     return current
 
@@ -161,14 +161,14 @@ def _drop_distributions(conn: Connection, tenant_id: str, product_ids: list[str]
     if product_ids is None:
         conn.execute(t.delete().where(t.c.tenant_id == tenant_id))
         return
-    for start in range(0, len(product_ids), 5000):
-        conn.execute(t.delete().where(t.c.tenant_id == tenant_id, t.c.product_id.in_(product_ids[start:start + 5000])))
+    for ids in chunks(product_ids):
+        conn.execute(t.delete().where(t.c.tenant_id == tenant_id, t.c.product_id.in_(ids)))
 
 
 def _update_ids(conn: Connection, table, ids: list[str], **values) -> int:
     done = 0
-    for start in range(0, len(ids), 5000):
-        done += conn.execute(update(table).where(table.c.id.in_(ids[start:start + 5000])).values(**values)).rowcount
+    for batch in chunks(ids):
+        done += conn.execute(update(table).where(table.c.id.in_(batch)).values(**values)).rowcount
     return done
 
 

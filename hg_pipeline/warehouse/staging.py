@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
-from hg_pipeline.warehouse.bulk import copy_rows, distinct_from, is_postgres, plain_rows, qualified
+from hg_pipeline.warehouse.bulk import chunks, copy_rows, distinct_from, is_postgres, plain_rows, qualified
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
 _INFLIGHT = ("tenant_id", "entity", "psa_id", "payload", "record")
@@ -250,8 +250,7 @@ def staged_records(engine: Engine, tenant_id: str, entity: str,
         if psa_ids is None:
             rows = plain_rows(conn, query)
         else:
-            rows = sorted(row for start in range(0, len(psa_ids), 5000)
-                          for row in plain_rows(conn, query.where(t.c.psa_id.in_(psa_ids[start:start + 5000]))))
+            rows = sorted(row for ids in chunks(psa_ids) for row in plain_rows(conn, query.where(t.c.psa_id.in_(ids))))
     # orjson: a normalized record holds no integer beyond 64 bits (numbers are floats, ids text).
     return [StagedRecord(psa_id, orjson.loads(record), seen) for psa_id, record, seen in rows]
 
