@@ -20,7 +20,7 @@ from hg_pipeline.mapping.categories import CategoryTree
 from hg_pipeline.mapping.document import MappingDocument, parse_document
 from hg_pipeline.mapping.engine import PENDING, MappingContext, MappingResult, map_entity
 from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
-from hg_pipeline.warehouse.bulk import chunks, copy_rows, plain_rows, qualified
+from hg_pipeline.warehouse.bulk import chunks, copy_rows, plain_rows, qualified, utc
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
@@ -75,7 +75,7 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
     delta = _delta(engine, tenant_id, entity, document, mark) if incremental and staged is None else None
     if staged is None:
         staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
-    new_ids = {s.psa_id for s in staged if _utc(s.first_seen_at) > stored.created_at} if stored else set()
+    new_ids = {s.psa_id for s in staged if utc(s.first_seen_at) > stored.created_at} if stored else set()
     context = MappingContext(
         tenant_id=tenant_id,
         new_psa_ids={entity: new_ids},
@@ -244,10 +244,6 @@ def read_worklist(engine: Engine, tenant_id: str) -> TenantWorklist:
 
 def _reference_lists(engine: Engine, tenant_id: str) -> dict[str, list[dict]]:
     return {entity: [s.record for s in staged_records(engine, tenant_id, entity)] for entity in REFERENCE_ENTITIES}
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def _existing_companies(engine: Engine, tenant_id: str) -> dict[str, dict]:

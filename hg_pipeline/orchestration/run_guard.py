@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select, update
 
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, KIND_TAG, TENANT_TAG, sync_tags
 from hg_pipeline.warehouse import locks
+from hg_pipeline.warehouse.bulk import utc
 from hg_pipeline.warehouse.tables import sync_runs
 from hg_pipeline.warehouse.tenants import TenantError, get_tenant
 
@@ -160,7 +161,7 @@ def sweep_abandoned(instance: DagsterInstance, engine: Engine, *, tenant_id: str
         if run_id == now_running:
             continue
         # With the tenant lock held, no other sync of the tenant runs: no grace needed.
-        young = tenant_id is None and _utc(started) > cutoff
+        young = tenant_id is None and utc(started) > cutoff
         if young or (run_id and locks.is_held_elsewhere(engine, locks.run_alive_name(run_id))):
             continue
         run = instance.get_run_by_id(run_id) if run_id else None
@@ -192,8 +193,3 @@ def sweep_abandoned(instance: DagsterInstance, engine: Engine, *, tenant_id: str
 
 def is_alive(engine: Engine, run_id: str) -> bool:
     return locks.is_held_elsewhere(engine, locks.run_alive_name(run_id))
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-

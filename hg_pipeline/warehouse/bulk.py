@@ -24,6 +24,12 @@ def chunks(values: Sequence, size: int = IN_LIST_SIZE) -> Iterator[Sequence]:
         yield values[start:start + size]
 
 
+def utc(moment: datetime | None) -> datetime | None:
+    """A time read back from the warehouse, timezone-aware: SQLite gives naive datetimes back
+    (they were stored in UTC)."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 from sqlalchemy.types import NullType
 
+from hg_pipeline.warehouse.bulk import utc
 from hg_pipeline.warehouse.tables import map_marks, raw_records
 
 
@@ -48,7 +49,7 @@ def read_mark(engine: Engine, tenant_id: str, entity: str) -> MapMark | None:
     with engine.connect() as conn:
         row = conn.execute(select(map_marks.c.mapping_version, map_marks.c.staged_through, map_marks.c.upstream_key)
                            .where(map_marks.c.tenant_id == tenant_id, map_marks.c.entity == entity)).first()
-    return None if row is None else MapMark(row[0], _aware(row[1]), row[2])
+    return None if row is None else MapMark(row[0], utc(row[1]), row[2])
 
 
 def staged_through(engine: Engine, tenant_id: str, entity: str) -> datetime | None:
@@ -57,7 +58,7 @@ def staged_through(engine: Engine, tenant_id: str, entity: str) -> datetime | No
     with engine.connect() as conn:
         seen, vanished = conn.execute(select(func.max(t.c.last_seen_at), func.max(t.c.vanished_at)).where(
             t.c.tenant_id == tenant_id, t.c.entity == entity)).one()
-    moments = [_aware(m) for m in (seen, vanished) if m is not None]
+    moments = [utc(m) for m in (seen, vanished) if m is not None]
     return max(moments) if moments else None
 
 
@@ -86,8 +87,3 @@ def store_mark(conn: Connection, tenant_id: str, entity: str, mark: MapMark) -> 
     where = (map_marks.c.tenant_id == tenant_id, map_marks.c.entity == entity)
     if conn.execute(update(map_marks).where(*where).values(**values)).rowcount == 0:
         conn.execute(map_marks.insert(), {"tenant_id": tenant_id, "entity": entity, **values})
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back: they were stored in UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine, func, select
 
+from hg_pipeline.warehouse.bulk import utc
 from hg_pipeline.warehouse.tables import mapping_versions
 
 COMMENT_LENGTH = 200  # mapping_versions.comment
@@ -77,9 +78,7 @@ def _read(engine: Engine, tenant_id: str, *, version: int | None = None,
 
 
 def _stored(row) -> StoredMapping:
-    created = row["created_at"]
-    if created.tzinfo is None:  # SQLite returns naive datetimes
-        created = created.replace(tzinfo=timezone.utc)
+    created = utc(row["created_at"])
     accepted = json.loads(row["accepted_deletions"]) if row["accepted_deletions"] else {}
     return StoredMapping(row["tenant_id"], row["version"], row["document"], created, row["comment"], accepted)
 

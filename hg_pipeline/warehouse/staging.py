@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import orjson
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
-from hg_pipeline.warehouse.bulk import chunks, copy_rows, distinct_from, is_postgres, plain_rows, qualified
+from hg_pipeline.warehouse.bulk import chunks, copy_rows, distinct_from, is_postgres, plain_rows, qualified, utc
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
 _INFLIGHT = ("tenant_id", "entity", "psa_id", "payload", "record")
@@ -58,7 +58,7 @@ def open_progress(conn: Connection, tenant_id: str, entity: str, since: datetime
             and inflight_count(conn, tenant_id, entity) == row["records"]:
         conn.execute(update(extract_progress).where(
             extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(run_id=run_id))
-        return Progress(since, _aware(row["started_at"]), row["resume_token"], row["pages"], row["records"])
+        return Progress(since, utc(row["started_at"]), row["resume_token"], row["pages"], row["records"])
     discard_progress(conn, tenant_id, entity)
     conn.execute(extract_progress.insert(), {
         "tenant_id": tenant_id, "entity": entity, "since": since, "started_at": now, "run_id": run_id,
@@ -82,7 +82,7 @@ def saved_progress(engine: Engine, tenant_id: str, entity: str) -> Progress | No
             extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity)).mappings().first()
     if row is None:
         return None
-    return Progress(_aware(row["since"]), _aware(row["started_at"]), row["resume_token"], row["pages"], row["records"])
+    return Progress(utc(row["since"]), utc(row["started_at"]), row["resume_token"], row["pages"], row["records"])
 
 
 def stage_page(conn: Connection, tenant_id: str, entity: str, records: Iterable[tuple[str, dict, dict]],
@@ -218,17 +218,12 @@ def promote_watermark(conn: Connection, tenant_id: str, entity: str) -> None:
 def watermark(engine: Engine, tenant_id: str, entity: str) -> datetime | None:
     """When the loaded data of `entity` was extracted (None: never loaded: read it whole)."""
     with engine.connect() as conn:
-        return _aware(conn.scalar(select(extract_cursors.c.extracted_at).where(
+        return utc(conn.scalar(select(extract_cursors.c.extracted_at).where(
             extract_cursors.c.tenant_id == tenant_id, extract_cursors.c.entity == entity)))
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back: they were stored in UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
-
-
 def _same_moment(a: datetime | None, b: datetime | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and _aware(a) == _aware(b))
+    return (a is None and b is None) or (a is not None and b is not None and utc(a) == utc(b))
 
 
 @dataclass(frozen=True)
