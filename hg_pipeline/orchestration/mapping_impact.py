@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.mapping.document import MappingDocument
@@ -20,6 +20,7 @@ from hg_pipeline.mapping.engine import MappingContext, MappingResult, map_entity
 from hg_pipeline.orchestration.mapping_stage import _category_tree, _existing_companies
 from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
 from hg_pipeline.warehouse.bulk import chunks
+from hg_pipeline.warehouse.load import live_row_count
 from hg_pipeline.warehouse.staging import staged_records
 from hg_pipeline.warehouse.tables import LOADED_TABLES
 
@@ -111,7 +112,5 @@ def live_psa_ids(engine: Engine, tenant_id: str, entity: str, among: list[str] |
 
 def live_count(engine: Engine, tenant_id: str, entity: str) -> int:
     """How many live rows a sync created (what `live_psa_ids` would list)."""
-    table = LOADED_TABLES[entity]
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(table).where(
-            table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), table.c.origin == "psa"))
+        return live_row_count(conn, LOADED_TABLES[entity], tenant_id, origin="psa")

@@ -298,10 +298,10 @@ def pending_summary(engine: Engine, tenant_id: str, entity: str | None = None) -
     only = [] if entity is None else [t.c.entity == entity]
     with engine.connect() as conn:
         rows = conn.execute(
-            select(mapping_decisions.c.entity, mapping_decisions.c.group_key, func.count())
-            .where(mapping_decisions.c.tenant_id == tenant_id, mapping_decisions.c.outcome == "pending", *only)
-            .group_by(mapping_decisions.c.entity, mapping_decisions.c.group_key)
-            .order_by(mapping_decisions.c.entity)
+            select(t.c.entity, t.c.group_key, func.count())
+            .where(t.c.tenant_id == tenant_id, t.c.outcome == "pending", *only)
+            .group_by(t.c.entity, t.c.group_key)
+            .order_by(t.c.entity)
         ).all()
     summary: dict[str, dict[str, int]] = {}
     for entity, group, count in rows:

@@ -106,7 +106,7 @@ def load_entity(
         to_delete = [i for i, r in current.items() if i not in incoming and r.origin == "psa" and r.deleted_at is None]
         to_unlink = [i for i, r in current.items() if i not in incoming and r.origin != "psa" and r.psa_id is not None]
         live = sum(1 for r in current.values() if r.origin == "psa" and r.deleted_at is None) if scope is None \
-            else _live_rows(conn, table, tenant_id, origin="psa")
+            else live_row_count(conn, table, tenant_id, origin="psa")
         if max_delete_share is not None and live and len(to_delete) > max_delete_share * live:
             raise LoadError(f"{table.name}: would soft-delete {len(to_delete)} of {live} rows"
                             f" ({len(to_delete) / live:.0%} > {max_delete_share:.0%}); nothing loaded")
@@ -121,7 +121,8 @@ def load_entity(
         promote_watermark(conn, tenant_id, entity)  # the next incremental read starts from this extraction
         if mark is not None:
             store_mark(conn, tenant_id, entity, mark)
-        counts.rows = _live_rows(conn, table, tenant_id)
+        # A whole load leaves exactly its rows live and linked; a delta touches a few of them.
+        counts.rows = len(incoming) if scope is None else live_row_count(conn, table, tenant_id)
         if distributions is not None:
             _drop_distributions(conn, tenant_id, None if scope is None else list({*current, *incoming}))
             if distributions:
@@ -148,8 +149,9 @@ def _current_rows(conn: Connection, table, tenant_id: str, scope: list[str] | No
     return current
 
 
-def _live_rows(conn: Connection, table, tenant_id: str, *, origin: str | None = None) -> int:
-    """Live rows linked to a PSA record (what a full load states), or of one `origin`."""
+def live_row_count(conn: Connection, table, tenant_id: str, *, origin: str | None = None) -> int:
+    """The tenant's live rows linked to a PSA record (what a whole load states), or of one
+    `origin` ("psa": the rows a sync created, which it may soft-delete)."""
     where = table.c.psa_id.is_not(None) if origin is None else table.c.origin == origin
     return conn.scalar(select(func.count()).select_from(table).where(
         table.c.tenant_id == tenant_id, table.c.deleted_at.is_(None), where))
