@@ -53,7 +53,8 @@ INITIAL_ASSETS = [*(f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "cont
 DELTA_OPS_CONFIG = {f"{e}_mapped": {"config": {"incremental": True}} for e in (*LOADED_ENTITIES, *DERIVED_ENTITIES)}
 # The nightly also reads changes only (extract stages).
 NIGHTLY_OPS_CONFIG = {
-    **{f"{e}_raw": {"config": {"incremental": True}} for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES, *DERIVED_ENTITIES)},
+    **{f"{e}_raw": {"config": {"incremental": True}}
+       for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES, *DERIVED_ENTITIES)},
     **DELTA_OPS_CONFIG,
 }
 OPS_CONFIG_BY_KIND = {"nightly": NIGHTLY_OPS_CONFIG, "remap": DELTA_OPS_CONFIG}
