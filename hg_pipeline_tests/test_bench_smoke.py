@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 from sqlalchemy import text
 
 from hg_pipeline.bench import (
     BASELINE_SCHEMA, BENCH_TENANT, CLI_TENANT, DLT_SCHEMA, FLOOR_SCHEMA, RATE_TENANT, BenchError, run_bench,
+    timed_process,
 )
 from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.warehouse.load import live_counts
@@ -95,3 +97,14 @@ def test_bench_small_gives_sane_figures(pg_url, warehouse, tmp_path):
                 "remap_cli_seconds:", "full_cli_seconds:", "dlt", "scale_full_sync_seconds:", "scale_ratio:",
                 "scale_rss_mb:", "scale_simulator_start_seconds:", "x floor", "<= 4x floor"):
         assert key in printed
+
+
+def test_a_timed_child_reports_its_own_peak_not_the_bench_s():
+    """Linux hands a spawned child its parent's high-water mark in wait4's ru_maxrss; the bench
+    held hundreds of MiB when it timed `sync --full`, so that figure was the bench's own."""
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # every page resident
+    child = "x = bytearray(80 * 2**20); x[::4096] = b'\\x01' * len(range(0, len(x), 4096)); import time; time.sleep(0.3)"
+    run = timed_process([sys.executable, "-c", child], "a child of 80 MiB")
+    assert 80 <= run["maxrss_mb"] < 250, run
+    del ballast

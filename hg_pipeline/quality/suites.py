@@ -361,12 +361,6 @@ class _Report:
 # --------------------------------------------------------------------------- API
 
 
-def warm_up() -> None:
-    """Import great-expectations and build the shared context now (a few seconds)."""
-    with _lock:
-        _get_batch_definition()
-
-
 def check_mapped(
     entity: str,
     df: pd.DataFrame,
