@@ -71,15 +71,11 @@ def _quiet_ge_logging() -> None:
 
 
 def warm_up() -> None:
-    """Load great-expectations and build the context in a background thread: seconds of imports
-    that a sync's first validation would otherwise wait for, spent while its first stages wait
-    on the PSA. The first validation takes the lock and waits for whatever is left."""
-    def load() -> None:
-        with _lock:
-            _get_batch_definition()
-
-    if _batch_definition is None:
-        threading.Thread(target=load, name="great-expectations-warm-up", daemon=True).start()
+    """Import great-expectations and build the shared context now (a few seconds), in the
+    calling thread. Not in a background thread: two threads importing at once broke a remap
+    (`partially initialized module 'sqlalchemy.orm.exc'`; see docs/decisions.md)."""
+    with _lock:
+        _get_batch_definition()
 
 
 def _get_batch_definition():
