@@ -24,7 +24,9 @@ from hg_pipeline.warehouse.bulk import chunks, copy_rows, plain_rows, qualified,
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
-from hg_pipeline.warehouse.staging import StagedRecord, quarantine_records, staged_records
+from hg_pipeline.warehouse.staging import (
+    StagedRecord, quarantine_records, staged_first_seen, staged_records, streamed_records,
+)
 from hg_pipeline.warehouse.tables import companies, mapping_decisions
 from hg_pipeline.warehouse.tenants import get_tenant
 
@@ -73,22 +75,28 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
         categories = [s.record for s in staged_records(engine, tenant_id, "product_categories")]
     mark = MapMark(version, staged_through(engine, tenant_id, entity), _depends_on(upstream, tree.paths(), categories))
     delta = _delta(engine, tenant_id, entity, document, mark) if incremental and staged is None else None
-    if staged is None:
-        staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
-    new_ids = {s.psa_id for s in staged if utc(s.first_seen_at) > stored.created_at} if stored else set()
+    smart = entity == "products" and document.products.smart_mapping.enabled  # it learns from every product
+    if staged is None and delta is None and not smart:
+        # A whole map streams the records: memory holds the result, not the entity's records too.
+        first_seen = staged_first_seen(engine, tenant_id, entity)
+        records: Iterable[dict] = (s.record for s in streamed_records(engine, tenant_id, entity))
+    else:
+        if staged is None:
+            staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
+        first_seen = [(s.psa_id, s.first_seen_at) for s in staged]
+        records = [s.record for s in staged]
+    new_ids = {psa_id for psa_id, seen in first_seen if utc(seen) > stored.created_at} if stored else set()
     context = MappingContext(
         tenant_id=tenant_id,
         new_psa_ids={entity: new_ids},
         existing_companies=_existing_companies(engine, tenant_id),
         category_tree=tree,
     )
-    if entity == "products":
-        if document.products.smart_mapping.enabled:  # trained once per map stage, on this tenant's mappings
-            from hg_pipeline.mapping.smart.tenant import tenant_suggester
+    if smart:  # trained once per map stage, on this tenant's mappings
+        from hg_pipeline.mapping.smart.tenant import tenant_suggester
 
-            context.suggest = tenant_suggester(document, [s.record for s in staged], tree)
-    result = map_entity(entity, [s.record for s in staged], document, context,
-                        companies=upstream, categories=categories)
+        context.suggest = tenant_suggester(document, records, tree)
+    result = map_entity(entity, records, document, context, companies=upstream, categories=categories)
     # The tree as this result's load leaves it (with the custom categories it creates).
     result.mark = mark if categories is None else replace(mark, upstream_key=_depends_on(
         None, [*tree.paths(), *(c["path"] for c in result.categories)], categories))
@@ -97,7 +105,8 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
     _record_decisions(engine, tenant_id, entity, result, version, scope=result.scope)
     orphans = [d for d in result.decisions if d.rule == "unknown_parent"] if quarantine else []
     if orphans:
-        payloads = {s.psa_id: s.record for s in staged}
+        orphaned = staged_records(engine, tenant_id, entity, [d.psa_id for d in orphans])
+        payloads = {s.psa_id: s.record for s in orphaned}
         with engine.begin() as conn:
             quarantine_records(conn, tenant_id, entity,
                                [(d.psa_id, d.reason, payloads.get(d.psa_id)) for d in orphans],

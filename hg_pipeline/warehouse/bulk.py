@@ -16,6 +16,7 @@ from hg_pipeline.warehouse.db import SCHEMA
 
 
 IN_LIST_SIZE = 5000  # ids per `IN (...)`: a statement's parameters stay well below the drivers' limits
+STREAM_SIZE = 5000  # rows a streamed read holds at a time
 
 
 def chunks(values: Sequence, size: int = IN_LIST_SIZE) -> Iterator[Sequence]:
@@ -49,11 +50,31 @@ def plain_rows(conn: Connection, statement: Select) -> list[tuple]:
     stage reads; elsewhere through SQLAlchemy, whose column types also parse SQLite's timestamps."""
     if not is_postgres(conn):
         return [tuple(row) for row in conn.execute(statement)]
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(*_compiled(conn, statement))
+    return cursor.fetchall()
+
+
+def streamed_rows(conn: Connection, statement: Select, size: int = STREAM_SIZE) -> Iterator[list[tuple]]:
+    """`plain_rows` in batches of at most `size`, so that memory holds one batch and not the
+    result: on PostgreSQL through a server-side cursor (psycopg's plain cursor would receive the
+    whole result first), elsewhere from SQLAlchemy's result as SQLite produces it."""
+    if not is_postgres(conn):
+        result = conn.execution_options(stream_results=True).execute(statement)
+        for batch in result.partitions(size):
+            yield [tuple(row) for row in batch]
+        return
+    with conn.connection.driver_connection.cursor(name="hg_streamed_rows") as cursor:
+        cursor.itersize = size
+        cursor.execute(*_compiled(conn, statement))
+        while batch := cursor.fetchmany(size):
+            yield batch
+
+
+def _compiled(conn: Connection, statement: Select) -> tuple[str, dict]:
     compiled = statement.compile(dialect=conn.dialect, schema_translate_map={None: SCHEMA},
                                  render_schema_translate=True, compile_kwargs={"render_postcompile": True})
-    cursor = conn.connection.driver_connection.cursor()
-    cursor.execute(str(compiled), compiled.params)
-    return cursor.fetchall()
+    return str(compiled), compiled.params
 
 
 def create_temp_twin(conn: Connection, table: Table, temp_name: str) -> None:

@@ -10,7 +10,7 @@ The watermark of incremental reads (`extract_cursors`) advances with the load's 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +18,9 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
-from hg_pipeline.warehouse.bulk import chunks, copy_rows, distinct_from, is_postgres, plain_rows, qualified, utc
+from hg_pipeline.warehouse.bulk import (
+    chunks, copy_rows, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
+)
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
 _INFLIGHT = ("tenant_id", "entity", "psa_id", "payload", "record")
@@ -237,17 +239,43 @@ def staged_records(engine: Engine, tenant_id: str, entity: str,
                    psa_ids: list[str] | None = None) -> list[StagedRecord]:
     """The live (not vanished) normalized records of one entity (only those of `psa_ids` when
     given), ordered by psa_id."""
-    t = raw_records
-    query = (select(t.c.psa_id, t.c.record, t.c.first_seen_at)
-             .where(t.c.tenant_id == tenant_id, t.c.entity == entity, t.c.vanished_at.is_(None))
-             .order_by(t.c.psa_id))
+    query = _staged_query(tenant_id, entity)
     with engine.connect() as conn:
         if psa_ids is None:
             rows = plain_rows(conn, query)
         else:
-            rows = sorted(row for ids in chunks(psa_ids) for row in plain_rows(conn, query.where(t.c.psa_id.in_(ids))))
+            column = raw_records.c.psa_id
+            rows = sorted(row for ids in chunks(psa_ids) for row in plain_rows(conn, query.where(column.in_(ids))))
+    return [_staged(row) for row in rows]
+
+
+def streamed_records(engine: Engine, tenant_id: str, entity: str) -> Iterator[StagedRecord]:
+    """`staged_records` of the whole entity as a stream: a map stage holds one batch of them at
+    a time, not the entity (a million records of the biggest tenant are over a GiB as dicts)."""
+    with engine.connect() as conn:
+        for batch in streamed_rows(conn, _staged_query(tenant_id, entity)):
+            yield from map(_staged, batch)
+
+
+def staged_first_seen(engine: Engine, tenant_id: str, entity: str) -> list[tuple[str, datetime]]:
+    """(psa_id, first_seen_at) of the live staged records of `entity`, without the records."""
+    t = raw_records
+    with engine.connect() as conn:
+        return [(psa_id, seen) for psa_id, seen in plain_rows(conn, select(t.c.psa_id, t.c.first_seen_at).where(
+            t.c.tenant_id == tenant_id, t.c.entity == entity, t.c.vanished_at.is_(None)))]
+
+
+def _staged_query(tenant_id: str, entity: str):
+    t = raw_records
+    return (select(t.c.psa_id, t.c.record, t.c.first_seen_at)
+            .where(t.c.tenant_id == tenant_id, t.c.entity == entity, t.c.vanished_at.is_(None))
+            .order_by(t.c.psa_id))
+
+
+def _staged(row: tuple) -> StagedRecord:
+    psa_id, record, seen = row
     # orjson: a normalized record holds no integer beyond 64 bits (numbers are floats, ids text).
-    return [StagedRecord(psa_id, orjson.loads(record), seen) for psa_id, record, seen in rows]
+    return StagedRecord(psa_id, orjson.loads(record), seen)
 
 
 def staged_payload(engine: Engine, tenant_id: str, entity: str, psa_id: str) -> dict | None:
