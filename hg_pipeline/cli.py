@@ -188,7 +188,9 @@ def cmd_import(args) -> int | None:
         return None
     from hg_pipeline.warehouse.mappings import current_mapping
 
-    return _run_and_report(args, "full" if current_mapping(engine, args.tenant) is not None else "initial")
+    if current_mapping(engine, args.tenant) is None:
+        return _run_and_report(args, "initial")
+    return _run_and_report(args, "full", reconcile=True)  # as the import_batches sensor's syncs
 
 
 def cmd_serve_import_api(args) -> None:
@@ -403,15 +405,15 @@ def cmd_sync(args) -> int:
     kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
     with outage.reported(args.tenant, args.database_url, NOTHING_DONE):
         _engine(args)
-    return _run_and_report(args, kind)
+    return _run_and_report(args, kind, reconcile=args.reconcile)
 
 
-def _run_and_report(args, kind: str) -> int:
+def _run_and_report(args, kind: str, *, reconcile: bool = False) -> int:
     """Run the tenant's `kind` sync in this process, print its summary; 2 with its one line
     when it fails."""
     from hg_pipeline.orchestration.run import run_sync
 
-    outcome = run_sync(args.database_url, args.tenant, kind, log_level=run_log_level(args))
+    outcome = run_sync(args.database_url, args.tenant, kind, log_level=run_log_level(args), reconcile=reconcile)
     print(format_outcome(outcome))
     if not outcome.success:
         reason = outcome.reason or "the run failed"
@@ -563,7 +565,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("tenant")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--initial", action="store_true", help="reference data for mapping only")
-    kind.add_argument("--full", action="store_true", help="extract, map, check and load everything (default)")
+    kind.add_argument("--full", action="store_true",
+                      help="extract everything, map what changed, check and load (default)")
+    kind.add_argument("--reconcile", action="store_true",
+                      help="a full sync that maps every record again, as the weekly reconcile does")
     kind.add_argument("--remap", action="store_true", help="re-apply the mapping to staged data, no PSA call")
     kind.add_argument("--nightly", action="store_true", help="incremental extract, then map and load")
 

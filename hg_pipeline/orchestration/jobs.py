@@ -47,9 +47,10 @@ def sync_tags(tenant: Tenant, kind: str) -> dict[str, str]:
 INITIAL_ASSETS = [*(f"{e}_raw" for e in (*REFERENCE_ENTITIES, "companies", "contacts", "products", "members")),
                   "mapping_worklist"]
 
-# The map stages of a remap and a nightly map and load only what changed (staging since the
-# last load, or a section of the mapping) when that is safe (mapping_stage.py, "delta"); a
-# full sync, the weekly reconcile among them, maps whole.
+# The map stages of a full sync, a remap and a nightly map and load only what changed (staging
+# since the last load, or a section of the mapping) when that is safe (mapping_stage.py,
+# "delta"). A reconcile (the weekly one, `sync --reconcile`, the syncs import batches start)
+# maps whole: every decision derived again.
 DELTA_OPS_CONFIG = {f"{e}_mapped": {"config": {"incremental": True}} for e in (*LOADED_ENTITIES, *DERIVED_ENTITIES)}
 # The nightly also reads changes only (extract stages).
 NIGHTLY_OPS_CONFIG = {
@@ -57,7 +58,8 @@ NIGHTLY_OPS_CONFIG = {
        for e in (*REFERENCE_ENTITIES, *LOADED_ENTITIES, *DERIVED_ENTITIES)},
     **DELTA_OPS_CONFIG,
 }
-OPS_CONFIG_BY_KIND = {"nightly": NIGHTLY_OPS_CONFIG, "remap": DELTA_OPS_CONFIG}
+RECONCILE_OPS_CONFIG = {op: {"config": {"incremental": False}} for op in NIGHTLY_OPS_CONFIG}
+OPS_CONFIG_BY_KIND = {"nightly": NIGHTLY_OPS_CONFIG, "remap": DELTA_OPS_CONFIG, "full": DELTA_OPS_CONFIG}
 
 initial_sync_job = define_asset_job(
     "initial_sync",
@@ -73,7 +75,9 @@ full_sync_job = define_asset_job(
     selection=AssetSelection.groups(EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP),
     partitions_def=tenants_partitions,
     tags={KIND_TAG: "full"},
-    description="Extracts everything from the PSA, maps, checks and loads it.",
+    config={"ops": DELTA_OPS_CONFIG},
+    description="Extracts everything from the PSA, maps what changed (every record when the mapping's rules "
+                "changed; run config incremental: false maps every record again), checks and loads it.",
 )
 
 remap_job = define_asset_job(

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, update
 
 from hg_pipeline import secrets
 from hg_pipeline.orchestration.home import dagster_instance
-from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, OPS_CONFIG_BY_KIND, sync_tags
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, OPS_CONFIG_BY_KIND, RECONCILE_OPS_CONFIG, sync_tags
 from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, psa_resource, warehouse_resource
@@ -47,16 +47,20 @@ class SyncOutcome:
 
 
 def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterInstance | None = None,
-             psa: PsaResource | None = None, log_level: str = "INFO") -> SyncOutcome:
+             psa: PsaResource | None = None, log_level: str = "INFO", reconcile: bool = False) -> SyncOutcome:
     """Run the `kind` job ("initial", "full", "remap", "nightly") for one tenant and record it in sync_runs.
 
-    Without `instance`, the instance of $DAGSTER_HOME is opened (and closed) for this run.
+    `reconcile` (a full sync): map every record again, as the weekly reconcile does, rather than
+    what changed. Without `instance`, the instance of $DAGSTER_HOME is opened (and closed) for this run.
     """
+    if reconcile and kind != "full":
+        raise ValueError(f"only a full sync reconciles, not a {kind} sync")
     with outage.reported(tenant_id, database_url, NOTHING_DONE):
         tenant = get_tenant(db.connect(database_url), tenant_id)  # unknown tenant -> TenantError first
     if instance is None:
         with dagster_instance() as opened:
-            return run_sync(database_url, tenant_id, kind, instance=opened, psa=psa, log_level=log_level)
+            return run_sync(database_url, tenant_id, kind, instance=opened, psa=psa, log_level=log_level,
+                            reconcile=reconcile)
     from hg_pipeline.definitions import build_definitions
 
     engine = db.connect(database_url)
@@ -68,7 +72,7 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     run_id = str(uuid.uuid4())
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if kind in OPS_CONFIG_BY_KIND:
-        run_config["ops"] = OPS_CONFIG_BY_KIND[kind]
+        run_config["ops"] = RECONCILE_OPS_CONFIG if reconcile else OPS_CONFIG_BY_KIND[kind]
     alive = locks.run_alive_name(run_id)
     # Alive from before its row exists, so no sensor can take the row for a dead run's.
     with outage.reported(tenant_id, database_url, NOTHING_DONE):

@@ -4,6 +4,8 @@ Monday to Saturday at 02:00 UTC `nightly_resync` reads only what changed; on Sun
 same hour `weekly_reconcile` reads everything (a `full` sync) instead, so each tenant gets
 exactly one sync a night. The full read catches what an incremental one cannot see: a
 ConnectWise merge sets `deletedFlag` on the merged-away record without touching `lastUpdated`.
+The reconcile also maps every record again (a user's full sync maps what changed), so every
+decision is derived again by the code in force once a week.
 
 The queued run coordinator (dagster.yaml, `concurrency.runs.tag_concurrency_limits`) runs
 at most one run per distinct `hg/psa_host` value at a time, so the tenants of one PSA
@@ -18,15 +20,13 @@ from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext
 from sqlalchemy import Engine
 
 from hg_pipeline.connectors.registry import source
-from hg_pipeline.orchestration.jobs import NIGHTLY_OPS_CONFIG, full_sync_job, nightly_resync_job, sync_tags
+from hg_pipeline.orchestration.jobs import (
+    NIGHTLY_OPS_CONFIG, RECONCILE_OPS_CONFIG, full_sync_job, nightly_resync_job, sync_tags,
+)
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.mappings import current_mapping
 from hg_pipeline.warehouse.tenants import Tenant, list_tenants
-
-# Said outright rather than left to the default, so the weekly read stays whole.
-FULL_OPS_CONFIG = {op: {"config": {"incremental": False}} for op in NIGHTLY_OPS_CONFIG}
-
 
 def ready_tenants(context: ScheduleEvaluationContext, engine: Engine) -> tuple[list[Tenant], list[str]]:
     """The tenants a scheduled sync reads from their PSA, and each other tenant with the reason
@@ -80,9 +80,9 @@ def nightly_resync_schedule(context: ScheduleEvaluationContext, warehouse: Wareh
     job=full_sync_job,
     default_status=DefaultScheduleStatus.RUNNING,
     description="Sunday at 02:00 UTC, in place of the nightly resync: one full sync per tenant that has a "
-                "mapping (catches what incremental reads miss, e.g. merged ConnectWise records), at most "
-                "one run per PSA host at a time (tag hg/psa_host).",
+                "mapping (catches what incremental reads miss, e.g. merged ConnectWise records) that maps "
+                "every record again; at most one run per PSA host at a time (tag hg/psa_host).",
 )
 def weekly_reconcile_schedule(context: ScheduleEvaluationContext, warehouse: WarehouseResource):
     return _tenant_syncs(context, warehouse, kind="full", key_prefix="reconcile",
-                         ops_config=FULL_OPS_CONFIG, what="weekly reconcile")
+                         ops_config=RECONCILE_OPS_CONFIG, what="weekly reconcile")

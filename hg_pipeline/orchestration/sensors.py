@@ -20,6 +20,7 @@ from dagster import (
 from hg_pipeline.imports.batches import committed_batches
 from hg_pipeline.orchestration.jobs import (
     KIND_TAG,
+    RECONCILE_OPS_CONFIG,
     TENANT_TAG,
     full_sync_job,
     initial_sync_job,
@@ -127,7 +128,9 @@ def import_batch_sensor(context: SensorEvaluationContext, warehouse: WarehouseRe
     context.update_cursor(str(max(after, handled)))
     requests = [
         RunRequest(partition_key=t, run_key=f"import-{t}-{b['batch_id']}", job_name=JOB_OF_KIND[b["kind"]],
-                   tags=sync_tags(tenants[t], b["kind"]))
+                   tags=sync_tags(tenants[t], b["kind"]),
+                   # Whole maps: the batch's staging times come from the import API's clock, not this one's.
+                   run_config={"ops": RECONCILE_OPS_CONFIG} if b["kind"] == "full" else {})
         for t, b in sorted(newest.items())
     ]
     return requests or SkipReason(f"{len(committed)} committed import batch(es), none to sync")

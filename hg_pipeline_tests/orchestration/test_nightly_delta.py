@@ -1,5 +1,5 @@
-"""The nightly maps and loads only what its extraction changed (mapping_stage.py, "delta"), and
-ends exactly where a whole map would: a full sync right after it finds nothing to change."""
+"""The nightly, remaps and full syncs map and load only what changed (mapping_stage.py, "delta"),
+and end exactly where a whole map would: a reconcile right after finds nothing to change."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_the_nightly_maps_only_what_changed_and_ends_where_a_whole_map_would(
     assert nightly.stages["spend"]["mode"] == "unchanged" and nightly.stages["spend"]["rows"] > 0
 
     rows, decisions, spent = _all_rows(warehouse, tenant), _decisions(warehouse, tenant), _spend_rows(warehouse, tenant)
-    whole = run_sync(pg_url, tenant, "full", instance=instance)
+    whole = run_sync(pg_url, tenant, "full", instance=instance, reconcile=True)
     assert whole.success, whole.reason
     for entity in LOADED_TABLES:
         meta = whole.stages[entity]
@@ -90,6 +90,39 @@ def test_the_nightly_maps_only_what_changed_and_ends_where_a_whole_map_would(
     assert _all_rows(warehouse, tenant) == rows
     assert _decisions(warehouse, tenant) == decisions
     assert whole.stages["spend"]["mode"] == "replaced" and _spend_rows(warehouse, tenant) == spent
+
+
+def test_a_full_sync_maps_what_changed_and_a_reconcile_maps_every_record(
+        warehouse, pg_url, instance, simulator, make_tenant):
+    tenant = make_tenant("acme", simulator)
+    first = run_sync(pg_url, tenant, "full", instance=instance)
+    assert first.success, first.reason
+    assert all(first.stages[f"{entity}_mapped"]["mode"] == "whole" for entity in DELTA)  # nothing loaded before
+    again = run_sync(pg_url, tenant, "full", instance=instance)
+    assert again.success, again.reason
+    for entity in DELTA:
+        assert (again.stages[f"{entity}_mapped"]["mode"], again.stages[f"{entity}_mapped"]["remapped"]) == (
+            "delta", 0), entity
+    changed = simulator.touch(0.05, seed=4)
+    full = run_sync(pg_url, tenant, "full", instance=instance)
+    assert full.success, full.reason
+    assert full.stages["contacts_mapped"]["mode"] == full.stages["assets_mapped"]["mode"] == "delta"
+    assert full.stages["contacts_mapped"]["remapped"] == changed["contacts"]
+    assert full.stages["assets_mapped"]["remapped"] == changed["configurations"]
+    assert full.stages["contacts"]["updated"] > 0
+
+    rows, decisions, spent = _all_rows(warehouse, tenant), _decisions(warehouse, tenant), _spend_rows(warehouse, tenant)
+    reconcile = run_sync(pg_url, tenant, "full", instance=instance, reconcile=True)
+    assert reconcile.success, reconcile.reason
+    for entity in DELTA:
+        assert reconcile.stages[f"{entity}_mapped"]["mode"] == "whole", entity
+        assert reconcile.stages[f"{entity}_mapped"]["remapped"] == reconcile.stages[f"{entity}_mapped"]["records"]
+    for entity in LOADED_TABLES:
+        meta = reconcile.stages[entity]
+        assert (meta["inserted"], meta["updated"], meta["soft_deleted"], meta["unlinked"]) == (0, 0, 0, 0), entity
+    assert _all_rows(warehouse, tenant) == rows
+    assert _decisions(warehouse, tenant) == decisions
+    assert _spend_rows(warehouse, tenant) == spent
 
 
 def test_a_nightly_with_nothing_changed_maps_nothing_and_writes_nothing(
@@ -147,7 +180,7 @@ def test_a_remap_maps_whole_only_the_sections_that_changed(warehouse, pg_url, in
     assert read_worklist(warehouse, tenant).decided_with == {version}
 
     rows, decisions, spent = _all_rows(warehouse, tenant), _decisions(warehouse, tenant), _spend_rows(warehouse, tenant)
-    whole = run_sync(pg_url, tenant, "full", instance=instance)
+    whole = run_sync(pg_url, tenant, "full", instance=instance, reconcile=True)
     assert whole.success, whole.reason
     assert _all_rows(warehouse, tenant) == rows and _spend_rows(warehouse, tenant) == spent
     # the same decisions, now all numbered with the version in force
@@ -232,7 +265,7 @@ def test_products_delta_keeps_the_other_products_distributions(warehouse, pg_url
     assert nightly.stages["spend_mapped"]["mode"] == "derived"  # a product left: its spend is kept apart now
 
     rows = _all_rows(warehouse, tenant)
-    whole = run_sync(pg_url, tenant, "full", instance=instance)
+    whole = run_sync(pg_url, tenant, "full", instance=instance, reconcile=True)
     assert whole.success, whole.reason
     assert _all_rows(warehouse, tenant) == rows and _distributions(warehouse, tenant) == distributions
 
