@@ -80,6 +80,7 @@ class MappingResult:
     scope: list[str] | None = None
     # How far the map stage read staging (warehouse/map_marks.MapMark), stored by the load.
     mark: object | None = None
+    released: bool = False  # emptied by its map stage once Dagster stored it (orchestration/handoff.py)
 
     def counts(self) -> dict[str, int]:
         """Number of decisions per outcome (mapped, pending, ignored)."""

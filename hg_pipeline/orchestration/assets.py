@@ -37,6 +37,7 @@ from hg_pipeline.extract import ExtractError, extract_entity
 from hg_pipeline.imports.batches import staged_summary
 from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
+from hg_pipeline.orchestration.handoff import release, released_reason
 from hg_pipeline.orchestration.checks import check_specs, run_checks
 from hg_pipeline.mapping.worklist import unmapped_table
 from hg_pipeline.orchestration.mapping_stage import (
@@ -248,6 +249,7 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
     })
     yield from run_checks(engine, tenant_id, entity, result, upstream, mapped.category_ids,
                           config.max_soft_delete_share)
+    release(passed_on, "rows", "decisions", "categories", "distributions")
 
 
 def _decided_by(result: MappingResult) -> dict[str, int]:
@@ -275,7 +277,7 @@ def load_asset(entity: str) -> AssetsDefinition:
     @_stage(f"load {entity}")
     def _load(context: AssetExecutionContext, warehouse: WarehouseResource, mapped: MappingResult) -> MaterializeResult:
         tenant_id = context.partition_key
-        lost = warehouse.lost_tenant_lock()  # never write beside another sync of the tenant
+        lost = warehouse.lost_tenant_lock() or released_reason(mapped)  # never write beside another sync
         if lost:
             raise _fail(tenant_id, f"load {entity}", lost)
         try:

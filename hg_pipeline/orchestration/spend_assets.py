@@ -10,6 +10,7 @@ Both run in the remap job (map + load groups): a remap that moves a product move
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Config, MaterializeResult, MetadataValue, Output, asset
 
 from hg_pipeline.orchestration.assets import LOAD_GROUP, MAP_GROUP, _bulk_work, _fail, _stage
+from hg_pipeline.orchestration.handoff import release, released_reason
 from hg_pipeline.orchestration.metadata import preview
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
@@ -68,6 +69,7 @@ def spend_mapped(context: AssetExecutionContext, config: SpendConfig, warehouse:
         "kept_apart_sample": preview(apart, ("line_psa_id", "product_psa_id", "month", "amount", "outcome",
                                              "reason")),
     })
+    release(derived, "rows", "apart")
 
 
 @asset(
@@ -82,7 +84,7 @@ def spend_mapped(context: AssetExecutionContext, config: SpendConfig, warehouse:
 @_stage("load spend")
 def spend_load(context: AssetExecutionContext, warehouse: WarehouseResource, derived: DerivedSpend) -> MaterializeResult:
     tenant_id = context.partition_key
-    lost = warehouse.lost_tenant_lock()  # never write beside another sync of the tenant
+    lost = warehouse.lost_tenant_lock() or released_reason(derived)  # never write beside another sync
     if lost:
         raise _fail(tenant_id, "load spend", lost)
     engine = warehouse.engine()

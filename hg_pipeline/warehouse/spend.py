@@ -54,6 +54,7 @@ class DerivedSpend:
     split_lines: int = 0  # lines of a distributed product, split over its categories
     unchanged: bool = False  # nothing derived: the spend loaded last is still right
     mark: MapMark | None = None  # what it was derived from (stored by `replace_spend`)
+    released: bool = False  # emptied by the spend map stage once Dagster stored it (orchestration/handoff.py)
 
     def apart_by_outcome(self) -> dict[str, int]:
         return dict(Counter(row[8] for row in self.apart))
