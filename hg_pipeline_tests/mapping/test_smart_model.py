@@ -73,15 +73,15 @@ def test_isotonic_calibration_is_monotone_and_matches_the_rates():
 
 
 def test_evaluate_meets_what_the_documentation_claims():
-    """The figures README and docs/decisions.md quote: held-out top-1 88.6 %, top-3 97.3 %,
-    76.4 % with whole families held out, precision 97.7 % at the default threshold (0.94) with
-    coverage 52.2 %. Floors a little below them."""
+    """The figures README and docs/decisions.md quote: held-out top-1 90.0 %, top-3 98.1 %,
+    78.8 % with whole families held out, precision 98.2 % at the default threshold (0.94) with
+    coverage 58.4 %. Floors a little below them."""
     default = SmartMapping().min_confidence
     result = evaluate(default)
-    assert result.top1 >= 0.88
-    assert result.top3 >= 0.97
-    assert result.family_top1 >= 0.75
-    assert result.precision >= 0.97 and result.coverage >= 0.50
+    assert result.top1 >= 0.895
+    assert result.top3 >= 0.975
+    assert result.family_top1 >= 0.78
+    assert result.precision >= 0.97 and result.coverage >= 0.55
     # calibrated: above each threshold, the held-out share right is about the threshold or better
     for threshold, precision, coverage in result.thresholds:
         assert precision >= threshold - 0.05, (threshold, precision)
@@ -125,7 +125,8 @@ def test_precedence_record_distribution_category_smart_pending_with_the_real_mod
     records = [product(i, "SentinelOne Singularity Complete", "Hardware", "Laptops" if i < 4 else None)
                for i in range(1, 5)]
     records[3] = product(4, "SentinelOne Singularity Complete", "Security")  # no rule but smart
-    records.append(product(5, "Zq-77 thing", "Stuff"))  # nothing confident: pending
+    # nothing confident: pending ("Zq-77 thing" was this product until "thing" came to read like ThinkPad)
+    records.append(product(5, "Zq-77 gizmo", "Stuff"))
     ctx = MappingContext(tenant_id=T, category_tree=tree, suggest=tenant_suggester(doc, records, tree))
     result = map_products(records, doc, ctx)
     d = {x.psa_id: x for x in result.decisions}

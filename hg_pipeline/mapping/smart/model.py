@@ -4,6 +4,12 @@ Trained at run time (about a second on the labelled set plus a tenant's confirme
 mappings), so nothing is downloaded or stored: each mapping version teaches the next
 suggestion. `SmartModel.suggest` is the engine's `MappingContext.suggest`: a product record ->
 (category path, calibrated confidence).
+
+Two things beyond the labelled rows: the category tree's own words (each path's name and
+gloss) are learnt as low-weight examples, and siblings share strength: a path's score is its
+own weights plus a share of its top-level category's ("Security"), whose gradient is the sum
+of its children's. Both blocks are folded into one weight matrix after training, so
+suggesting costs the same as a flat model.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hg_pipeline.mapping.smart.calibration import Calibrator
-from hg_pipeline.mapping.smart.features import Vectorizer, product_features
+from hg_pipeline.mapping.smart.features import Vectorizer, product_features, tree_glosses
 
 EPOCHS = 20  # passes over the examples (chosen by cross-validation)
 LEARNING_RATE = 1.0
+PARENT_SHARE = 0.5  # rate of the top-level category block relative to the paths' own (cross-validated)
+TREE_WORDS_WEIGHT = 2.0  # each of the tree's words for a path counts as two labelled rows (cross-validated)
 
 
 @dataclass(frozen=True)
@@ -35,28 +43,53 @@ class Suggestion:
 
 
 def fit_softmax(rows: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequence[int], weights: Sequence[float],
-                features: int, classes: int, *, epochs: int = EPOCHS, rate: float = LEARNING_RATE,
-                seed: int = 0) -> np.ndarray:
+                features: int, classes: int, *, parents: Sequence[int] | None = None, epochs: int = EPOCHS,
+                rate: float = LEARNING_RATE, parent_share: float = PARENT_SHARE, seed: int = 0) -> np.ndarray:
     """Multinomial logistic regression by averaged stochastic gradient descent: (features + 1)
     x classes weights, the last row the bias. Averaging the weights of every step regularizes
-    as well as an L2 penalty did here, at a twentieth of the time of L-BFGS."""
-    w = np.zeros((features + 1, classes))
+    as well as an L2 penalty did here, at a twentieth of the time of L-BFGS.
+
+    `parents` (each class's top-level category, 0..n-1): the logit of a class is its own weights
+    plus its parent's block, learnt at `parent_share` of the rate from the sum of its children's
+    gradients; the returned matrix has the parent blocks folded in."""
+    parent = np.asarray(parents if parents is not None else np.zeros(classes), dtype=np.int64)
+    tops = int(parent.max()) + 1 if parents is not None and parent_share else 0
+    # one matrix: the classes' own columns, then one column per top-level category
+    w = np.zeros((features + 1, classes + tops))
     total = np.zeros_like(w)  # sum over steps of step * update, for the running average
+    gradient = np.zeros(classes + tops)
     rng = np.random.default_rng(seed)
     step = 1
     for _ in range(epochs):
         for i in rng.permutation(len(rows)):
             idx, values = rows[i]
-            gradient = softmax(values @ w[idx] + w[-1])
-            gradient[labels[i]] -= 1.0
-            gradient *= rate * weights[i]
+            scores = values @ w[idx] + w[-1]
+            logits = scores[:classes] + scores[classes:][parent] if tops else scores
+            own = softmax(logits)
+            own[labels[i]] -= 1.0
+            own *= rate * weights[i]
+            gradient[:classes] = own
+            if tops:
+                gradient[classes:] = np.bincount(parent, weights=own, minlength=tops) * parent_share
             update = np.outer(values, gradient)
             w[idx] -= update
             w[-1] -= gradient
             total[idx] -= step * update
             total[-1] -= step * gradient
             step += 1
-    return w - total / step
+    w = w - total / step
+    return w[:, :classes] + w[:, classes:][:, parent] if tops else w
+
+
+def tree_examples(paths: Sequence[str]) -> list[Example]:
+    """The category tree's own words for `paths` as examples (names only): each path's
+    subcategory name (a custom path's too) and the items of its gloss in categories.yaml."""
+    glosses = tree_glosses()
+    examples = []
+    for path in paths:
+        for text in glosses.get(path, (path.rpartition("/")[2],)):
+            examples.append(Example({"name": text}, path, TREE_WORDS_WEIGHT))
+    return examples
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -79,12 +112,15 @@ class SmartModel:
     def train(cls, examples: Sequence[Example], calibrator: Calibrator | None = None) -> SmartModel:
         if not examples:
             raise ValueError("smart mapping needs at least one labelled example")
+        paths = sorted({e.path for e in examples})
+        examples = [*examples, *tree_examples(paths)]
         features = [product_features(e.record) for e in examples]
         vectorizer = Vectorizer(features)
-        paths = sorted({e.path for e in examples})
         column = {path: i for i, path in enumerate(paths)}
+        tops = sorted({path.partition("/")[0] for path in paths})
+        parents = [tops.index(path.partition("/")[0]) for path in paths]
         w = fit_softmax([vectorizer.row(f) for f in features], [column[e.path] for e in examples],
-                        [e.weight for e in examples], vectorizer.size, len(paths))
+                        [e.weight for e in examples], vectorizer.size, len(paths), parents=parents)
         return cls(vectorizer, w, paths, calibrator)
 
     def probabilities(self, records: Sequence[dict]) -> np.ndarray:
