@@ -225,6 +225,7 @@ class ConnectWiseSimulator(SimulatorBase):
         super().__init__(dataset, port=port, rate_limit=rate_limit, tls=tls, verbose=verbose)
         self.max_page_size = max_page_size
         self._credentials = credentials
+        self._additions_index: tuple[list[dict], list[dict], dict[int, list[dict]]] | None = None
         self._expected_auth = "Basic " + base64.b64encode(
             f"{credentials['company_id']}+{credentials['public_key']}:{credentials['private_key']}".encode()
         ).decode("ascii")
@@ -251,7 +252,7 @@ class ConnectWiseSimulator(SimulatorBase):
         agreement = _ADDITIONS.fullmatch(endpoint)
         if agreement:
             kind = "agreement_additions"
-            if not any(a["id"] == int(agreement["id"]) for a in self.dataset.agreements):
+            if int(agreement["id"]) not in self._additions_by_agreement():
                 raise ApiError(404, "NotFound", f"Agreement {agreement['id']} not found")
         if kind is None:
             raise ApiError(404, "NotFound", f"{endpoint} is not a known endpoint")
@@ -261,6 +262,21 @@ class ConnectWiseSimulator(SimulatorBase):
             raise ApiError(400, "InvalidObject", "query string cannot be parsed") from None
         return self._list(kind, endpoint, query, request, counting,
                           parent=int(agreement["id"]) if agreement else None)
+
+    def _additions_by_agreement(self) -> dict[int, list[dict]]:
+        """Agreement id -> its additions (sorted by id), for every agreement: looked up as the
+        vendor's index would, not by a scan per request (the N+1 reads of a ten-times MSP
+        made 15,500 scans of 150,000 additions). Built again when either list changed."""
+        agreements, _ = self._snapshot("agreements")
+        additions, _ = self._snapshot("agreement_additions")
+        cached = self._additions_index
+        if cached is None or cached[0] is not agreements or cached[1] is not additions:
+            index: dict[int, list[dict]] = {a["id"]: [] for a in agreements}
+            for addition in additions:
+                if addition["agreementId"] in index:
+                    index[addition["agreementId"]].append(addition)
+            cached = self._additions_index = (agreements, additions, index)
+        return cached[2]
 
     def _authenticate(self, request) -> None:
         given = request.headers.get("Authorization", "")
@@ -292,7 +308,7 @@ class ConnectWiseSimulator(SimulatorBase):
             raise ApiError(400, "InvalidObject", "orderBy is not allowed with forward-only pagination")
         records, ids = self._snapshot(kind)
         if parent is not None:  # one agreement's additions
-            records = [r for r in records if r["agreementId"] == parent]
+            records = self._additions_by_agreement()[parent]
             ids = [r["id"] for r in records]
         floor = _ID_FLOOR.search(conditions)
         if floor:  # `id>N` starts past N at once (ids are sorted), as the vendor's index would
