@@ -141,10 +141,14 @@ def _current_rows(conn: Connection, table, tenant_id: str, scope: list[str] | No
     query = select(*columns).where(table.c.tenant_id == tenant_id)
     if scope is None:
         return {row[0]: _Current(*row) for row in plain_rows(conn, query)}
+    # Live rows by PSA id: the partial unique index (tenant_id, psa_id) of live rows serves it;
+    # without `deleted_at IS NULL` every delta load scanned the whole table, every tenant's rows.
+    # A soft-deleted row matters only when an incoming row takes its id again (found by id).
+    by_psa_id = query.where(table.c.deleted_at.is_(None))
     current = {}
-    for column, values in ((table.c.psa_id, scope), (table.c.id, incoming)):
+    for select_by, column, values in ((by_psa_id, table.c.psa_id, scope), (query, table.c.id, incoming)):
         for ids in chunks(values):
-            for row in plain_rows(conn, query.where(column.in_(ids))):
+            for row in plain_rows(conn, select_by.where(column.in_(ids))):
                 current[row[0]] = _Current(*row)
     return current
 
