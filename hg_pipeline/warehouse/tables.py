@@ -64,6 +64,8 @@ def _entity_table(name: str, *columns: Column) -> Table:
         postgresql_where=text("deleted_at IS NULL"),
         sqlite_where=text("deleted_at IS NULL"),
     )
+    # A whole load reads the tenant's rows, soft-deleted ones too: without this, every tenant's.
+    Index(f"ix_{name}_tenant", table.c.tenant_id)
     return table
 
 
