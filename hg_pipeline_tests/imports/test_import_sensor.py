@@ -11,6 +11,7 @@ from sqlalchemy import select
 from hg_pipeline.definitions import build_definitions
 from hg_pipeline.orchestration.resources import PsaResource, WarehouseResource
 from hg_pipeline.orchestration.run import run_sync
+from hg_pipeline.orchestration.jobs import RECONCILE_OPS_CONFIG
 from hg_pipeline.orchestration.sensors import import_batch_sensor, tenant_partitions_sensor
 from hg_pipeline.warehouse.mappings import store_mapping
 from hg_pipeline.warehouse.tables import assets, companies, contacts, members, products, raw_records
@@ -77,6 +78,9 @@ def test_a_committed_batch_starts_one_sync_of_its_tenant(pg_url, warehouse, inst
         ("acme", f"import-acme-{second}", "initial_sync", "acme", "initial", False),
         ("globex", f"import-globex-{theirs}", "full_sync", "globex", "full", False)]
     assert int(result.cursor) == max(first, second, theirs)
+    # the batch's staging times are the import API's clock: its full sync maps every record again
+    full = next(r for r in result.run_requests if r.partition_key == "globex")
+    assert full.run_config == {"ops": RECONCILE_OPS_CONFIG}
     again = evaluate(import_batch_sensor, result.cursor)
     assert not again.run_requests and again.skip_message
 
