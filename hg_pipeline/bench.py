@@ -26,7 +26,7 @@ it would compete for the interpreter lock and the figures would lie):
    not measured);
 7. the syncs as a user runs them: `hg-pipeline sync bench --remap` and `hg-pipeline sync
    bench_cli --full` (a tenant of its own on the same simulator, so a first full sync) in new
-   processes, process start and imports included; their wall time and peak RSS (wait4);
+   processes, process start and imports included; their wall time and peak RSS (the child's own VmHWM);
 8. dlt's rest_api source on the same endpoints into schema bench_dlt (first run and merge
    re-run, each a process of its own), when this Python or $HG_BENCH_DLT_PYTHON has dlt;
 9. with `--scale N`: a simulator serving the dataset N times over (`large-x10`), its floor and

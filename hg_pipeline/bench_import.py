@@ -1,6 +1,6 @@
 """`hg-pipeline bench --source import`: a 1,000,000-line spend CSV imported into PostgreSQL.
 
-Prints, each in a process of its own (time from spawn to exit, peak RSS from wait4):
+Prints, each in a process of its own (time from spawn to exit, the child's own peak RSS, `bench.timed_process`):
 - the floor: PostgreSQL's COPY of the same file into a plain table (psycopg, no checks);
 - `hg-pipeline import` of the file: every line checked, then staged through the extract stage;
 - the same import again (nothing changes: the merge writes nothing).
