@@ -306,8 +306,9 @@ class ConnectWiseSimulator(SimulatorBase):
         forward_only = request.headers.get("pagination-type", "").lower() == "forward-only"
         if forward_only and order is not None and order != ("id", False):
             raise ApiError(400, "InvalidObject", "orderBy is not allowed with forward-only pagination")
-        records, ids = self._snapshot(kind)
-        if parent is not None:  # one agreement's additions
+        if parent is None:
+            records, ids = self._snapshot(kind)
+        else:  # one agreement's additions
             records = self._additions_by_agreement()[parent]
             ids = [r["id"] for r in records]
         floor = _ID_FLOOR.search(conditions)

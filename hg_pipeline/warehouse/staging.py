@@ -259,10 +259,9 @@ def streamed_records(engine: Engine, tenant_id: str, entity: str) -> Iterator[St
 
 def staged_first_seen(engine: Engine, tenant_id: str, entity: str) -> list[tuple[str, datetime]]:
     """(psa_id, first_seen_at) of the live staged records of `entity`, without the records."""
-    t = raw_records
+    query = _staged_query(tenant_id, entity).with_only_columns(raw_records.c.psa_id, raw_records.c.first_seen_at)
     with engine.connect() as conn:
-        return [(psa_id, seen) for psa_id, seen in plain_rows(conn, select(t.c.psa_id, t.c.first_seen_at).where(
-            t.c.tenant_id == tenant_id, t.c.entity == entity, t.c.vanished_at.is_(None)))]
+        return plain_rows(conn, query)
 
 
 def _staged_query(tenant_id: str, entity: str):
