@@ -52,9 +52,11 @@ def run_demo(database_url: str, *, port: int = 8101, log_level: str = "CRITICAL"
         "\nSee the runs, the asset graph and every materialization in the Dagster UI (from this folder;\n"
         "its .env points Dagster at the same home, " + os.environ["DAGSTER_HOME"] + "):\n"
         "  .venv/bin/dagster dev -w workspace.yaml     # then open http://127.0.0.1:3000\n"
-        "Nothing starts on its own there: the demo's sync already brought the data and applied the mapping.\n"
-        "To launch syncs from the UI, keep a simulator running in another terminal:\n"
+        "Nothing starts on its own there until the nightly schedule (02:00 UTC): the demo's sync already\n"
+        "brought the data and applied the mapping. To launch syncs from the UI (or let the schedule run\n"
+        "them), keep a simulator running in another terminal:\n"
         f"  .venv/bin/hg-pipeline simulate {spec.name} --port {port or 8101}\n"
+        "and export the tenant's credentials where `dagster dev` starts (its runs read them):\n"
         + "".join(f"  export {var}={demo_credentials[key]}\n" for key, var in env.items())
         + "Then try: .venv/bin/hg-pipeline mapping pending demo-msp  (and: mapping show, mapping details)"
     )
