@@ -61,6 +61,19 @@ def test_held_out_rows_are_never_trained_on():
         assert tested and not tested & trained
 
 
+def test_each_example_is_learnt_again_without_its_first_word():
+    from hg_pipeline.mapping.smart.model import Example, brandless_examples
+
+    examples = [Example({"name": "Bitwarden Teams per user", "sku": "BW-TEAMS", "category": "Security"},
+                        "Security/Identity & Access", 3.0),
+                Example({"name": "Zq-77", "sku": None}, "Other/Miscellaneous"),
+                Example({"name": None}, "Other/Miscellaneous")]
+    copies = brandless_examples(examples)
+    assert copies == [Example({"name": "Teams per user", "sku": "BW-TEAMS", "category": "Security"},
+                              "Security/Identity & Access", 3.0)]
+    assert examples[0].record["name"] == "Bitwarden Teams per user"  # the original is left as it was
+
+
 def test_isotonic_calibration_is_monotone_and_matches_the_rates():
     scores = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
     correct = [0, 1, 0, 0, 1, 1, 1, 1]
@@ -73,12 +86,12 @@ def test_isotonic_calibration_is_monotone_and_matches_the_rates():
 
 
 def test_evaluate_meets_what_the_documentation_claims():
-    """The figures README and docs/decisions.md quote: held-out top-1 90.0 %, top-3 98.1 %,
-    78.8 % with whole families held out, precision 98.2 % at the default threshold (0.94) with
-    coverage 58.4 %. Floors a little below them."""
+    """The figures README and docs/decisions.md quote: held-out top-1 90.5 %, top-3 98.0 %,
+    78.8 % with whole families held out, precision 97.4 % at the default threshold (0.94) with
+    coverage 70.2 %. Floors a little below them."""
     default = SmartMapping().min_confidence
     result = evaluate(default)
-    assert result.top1 >= 0.895
+    assert result.top1 >= 0.90
     assert result.top3 >= 0.975
     assert result.family_top1 >= 0.78
     assert result.precision >= 0.97 and result.coverage >= 0.55
