@@ -97,7 +97,7 @@ class Share:
 @dataclass(frozen=True)
 class SmartMapping:
     enabled: bool = False
-    min_confidence: float = 0.94  # calibrated: about 98% of held-out proposals at or above it are right
+    min_confidence: float = 0.96  # calibrated: at least about 98% of held-out proposals at or above it are right
 
 
 @dataclass(frozen=True)
@@ -650,7 +650,7 @@ products:
     Misc: {action: ignore}
   records: {}                        # per PSA id or SKU; wins over everything
   distributions: {}                  # per PSA id or SKU: [{to: Category/Subcategory, pct: 40}, ...]
-  smart_mapping: {enabled: false, min_confidence: 0.94}
+  smart_mapping: {enabled: false, min_confidence: 0.96}
 members:
   enabled: true
   auto_import_new: true
