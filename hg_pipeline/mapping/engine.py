@@ -24,6 +24,7 @@ from hg_pipeline.entities import ENTITY_LOADS, HG_COMPANY_TYPES, LOADED_ENTITIES
 from hg_pipeline.ids import record_id
 from hg_pipeline.mapping.categories import CategoryTree, parent_path
 from hg_pipeline.mapping.document import MappingDocument, ProductsSection, Rule, Share
+from hg_pipeline.mapping.packed import Packed
 
 MAPPED, PENDING, IGNORED = "mapped", "pending", "ignored"
 NOT_INVITED = "not_invited"
@@ -71,8 +72,9 @@ class MappingContext:
 @dataclass
 class MappingResult:
     entity: str
-    rows: list[dict] = field(default_factory=list)  # ENTITY_LOADS[entity].columns + tenant_id
-    decisions: list[Decision] = field(default_factory=list)  # one per input record
+    # Held pickled in blocks (a million rows take ~100 MB, not a GiB): iterate, do not mutate.
+    rows: Packed = field(default_factory=Packed)  # ENTITY_LOADS[entity].columns + tenant_id
+    decisions: Packed = field(default_factory=Packed)  # one Decision per input record
     categories: list[dict] = field(default_factory=list)  # products: custom categories used
     distributions: list[dict] = field(default_factory=list)  # products: {tenant_id, product_id, category_id, pct}
     # A delta (the nightly): the PSA ids this result decides; every other record keeps its row

@@ -14,6 +14,9 @@ stops the run before the load: the warehouse keeps its previous good rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from itertools import islice
+
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 from sqlalchemy import Engine
@@ -25,6 +28,7 @@ from hg_pipeline.orchestration.mapping_impact import live_count, live_psa_ids
 from hg_pipeline.warehouse.mappings import current_mapping
 
 VALID, VOLUME = "valid", "soft_delete_volume"
+CHECK_CHUNK_ROWS = 100_000  # rows validated at once
 
 
 def check_specs(entity: str) -> list[AssetCheckSpec]:
@@ -41,19 +45,20 @@ def check_specs(entity: str) -> list[AssetCheckSpec]:
 
 def run_checks(engine: Engine, tenant_id: str, entity: str, result: MappingResult,
                upstream: MappingResult | None, category_ids: set[str], max_share: float) -> list[AssetCheckResult]:
-    frame = pd.DataFrame(result.rows, columns=["tenant_id", *ENTITY_LOADS[entity].columns])
+    # A delta leaves every row outside its scope as it is.
+    live = live_psa_ids(engine, tenant_id, entity, among=result.scope)
+    live_rows = len(live) if result.scope is None else live_count(engine, tenant_id, entity)
+    leaving = set(live)  # the frames take out the PSA ids they load, as the suite reads them
     valid = check_mapped(
-        entity, frame,
+        entity, _frames(result.rows, ["tenant_id", *ENTITY_LOADS[entity].columns], leaving),
         company_ids={row["id"] for row in upstream.rows} if upstream is not None else None,
         category_ids=category_ids | {c["id"] for c in result.categories} if entity == "products" else None,
         distributions=pd.DataFrame(result.distributions, columns=["tenant_id", "product_id", "category_id", "pct"])
         if entity == "products" else None,
     )
-    # A delta leaves every row outside its scope as it is.
-    live = live_psa_ids(engine, tenant_id, entity, among=result.scope)
-    live_rows = len(live) if result.scope is None else live_count(engine, tenant_id, entity)
-    leaving = live - {row["psa_id"] for row in result.rows}
-    vanished = leaving - {d.psa_id for d in result.decisions}
+    vanished = set(leaving)
+    if vanished:
+        vanished.difference_update(d.psa_id for d in result.decisions)
     by_mapping = len(leaving) - len(vanished)
     in_force = current_mapping(engine, tenant_id)
     accepted = in_force.accepted_deletions.get(entity, 0) if in_force is not None else 0
@@ -64,6 +69,26 @@ def run_checks(engine: Engine, tenant_id: str, entity: str, result: MappingResul
     if in_force is not None:
         counts["mapping_version"] = in_force.version
     return [_as_result(entity, VALID, valid), _as_result(entity, VOLUME, volume, counts)]
+
+
+def _frames(rows: Sequence[dict], columns: list[str], leaving: set[str]) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """The mapped rows as one frame, or in frames of CHECK_CHUNK_ROWS when they are more (a
+    frame of a million rows would hold every value of the set at once, a GiB at ten times the
+    large dataset); each frame's PSA ids leave `leaving`, so the rows are read once."""
+    def frame(chunk: list[dict]) -> pd.DataFrame:
+        built = pd.DataFrame(chunk, columns=columns)
+        if leaving:
+            leaving.difference_update(built["psa_id"])
+        return built
+
+    if len(rows) <= CHECK_CHUNK_ROWS:
+        return frame(list(rows))
+    return (frame(chunk) for chunk in _batched(iter(rows), CHECK_CHUNK_ROWS))
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(islice(items, size)):
+        yield chunk
 
 
 def _as_result(entity: str, name: str, outcome: CheckOutcome, counts: dict | None = None) -> AssetCheckResult:

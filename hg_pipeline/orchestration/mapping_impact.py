@@ -19,7 +19,7 @@ from hg_pipeline.mapping.document import MappingDocument
 from hg_pipeline.mapping.engine import MappingContext, MappingResult, map_entity
 from hg_pipeline.orchestration.mapping_stage import _category_tree, _existing_companies
 from hg_pipeline.quality.suites import DEFAULT_MAX_SOFT_DELETE_SHARE
-from hg_pipeline.warehouse.bulk import chunks
+from hg_pipeline.warehouse.bulk import chunks, plain_rows
 from hg_pipeline.warehouse.load import live_row_count
 from hg_pipeline.warehouse.staging import staged_records
 from hg_pipeline.warehouse.tables import LOADED_TABLES
@@ -106,7 +106,7 @@ def live_psa_ids(engine: Engine, tenant_id: str, entity: str, among: list[str] |
                                          table.c.origin == "psa")
     with engine.connect() as conn:
         if among is None:
-            return set(conn.scalars(query))
+            return {psa_id for (psa_id,) in plain_rows(conn, query)}
         return {psa_id for ids in chunks(among) for psa_id in conn.scalars(query.where(table.c.psa_id.in_(ids)))}
 
 

@@ -13,14 +13,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select, text
 
 from hg_pipeline.entities import REFERENCE_ENTITIES
 from hg_pipeline.mapping.categories import CategoryTree
 from hg_pipeline.mapping.document import MappingDocument, parse_document
 from hg_pipeline.mapping.engine import PENDING, MappingContext, MappingResult, map_entity
+from hg_pipeline.mapping.packed import blocks_of
 from hg_pipeline.mapping.worklist import Worklist, build_worklist, psa_choices
-from hg_pipeline.warehouse.bulk import chunks, copy_rows, plain_rows, qualified, utc
+from hg_pipeline.warehouse.bulk import (
+    chunks, copy_rows, create_temp_twin, distinct_from, index_temp, qualified, temp_ref, utc,
+)
 from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
@@ -271,28 +274,37 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
                       version: int | None, *, scope: list[str] | None = None) -> None:
     """Store the decisions that changed since the last map stage (a remap usually changes few).
     `scope`: the records a delta decided (the others keep theirs, and the version number they
-    were decided with); None: every record."""
-    now = datetime.now(timezone.utc)
+    were decided with); None: every record.
+
+    The decisions are copied into a temp table a block at a time and compared there: memory
+    holds one block, not the entity's decisions and what is stored for them."""
     t = mapping_decisions
-    where = (t.c.tenant_id == tenant_id, t.c.entity == entity)
-    selected = (t.c.psa_id, t.c.outcome, t.c.rule, t.c.reason, t.c.group_key, t.c.mapping_version)
+    now = datetime.now(timezone.utc)
+    columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
+               "decided_at")
     with engine.begin() as conn:
+        create_temp_twin(conn, t, "fresh_decisions")
+        fresh = temp_ref(conn, "fresh_decisions")
+        for block in blocks_of(result.decisions):
+            copy_rows(conn, fresh, columns, ((tenant_id, entity, d.psa_id, d.outcome, d.rule, d.reason, d.group,
+                                              version, now) for d in block))
+        index_temp(conn, "fresh_decisions", ("psa_id",))
+        stored, listed = qualified(conn, t), ", ".join(columns)
+        mine = {"tenant": tenant_id, "entity": entity}
+        same = " AND ".join(f"NOT (f.{c} {distinct_from(conn)} d.{c})"
+                            for c in ("outcome", "rule", "reason", "group_key", "mapping_version"))
+        # A stored decision stays when the same one was made again; outside a delta's scope, always.
+        unchanged = f"EXISTS (SELECT 1 FROM {fresh} f WHERE f.psa_id = d.psa_id AND {same})"
+        leaving = f"DELETE FROM {stored} AS d WHERE d.tenant_id = :tenant AND d.entity = :entity AND NOT {unchanged}"
         if scope is None:
-            rows = plain_rows(conn, select(*selected).where(*where))
+            conn.execute(text(leaving), mine)
         else:
-            rows = [row for ids in chunks(scope) for row in plain_rows(conn, select(*selected).where(
-                *where, t.c.psa_id.in_(ids)))]
-        stored = {row[0]: tuple(row[1:]) for row in rows}
-        fresh = {d.psa_id: (d.outcome, d.rule, d.reason, d.group, version) for d in result.decisions}
-        stale = [psa_id for psa_id, values in stored.items() if fresh.get(psa_id) != values]
-        for ids in chunks(stale):
-            conn.execute(t.delete().where(*where, t.c.psa_id.in_(ids)))
-        columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
-                   "decided_at")
-        copy_rows(conn, qualified(conn, t), columns, (
-            (tenant_id, entity, psa_id, *values, now)
-            for psa_id, values in fresh.items() if stored.get(psa_id) != values
-        ))
+            for ids in chunks(scope):
+                conn.execute(text(leaving + " AND d.psa_id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                             {**mine, "ids": list(ids)})
+        conn.execute(text(
+            f"INSERT INTO {stored} ({listed}) SELECT {listed} FROM {fresh} AS f WHERE NOT EXISTS (SELECT 1 FROM"
+            f" {stored} AS d WHERE d.tenant_id = :tenant AND d.entity = :entity AND d.psa_id = f.psa_id)"), mine)
 
 
 def mapping_targets(engine: Engine, tenant_id: str) -> tuple[set[str], set[str]]:

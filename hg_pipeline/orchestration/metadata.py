@@ -11,7 +11,7 @@ def preview(rows: Sequence[dict], columns: Sequence[str], limit: int = 5) -> Met
     """A markdown table of the first rows."""
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     body = "".join(
-        "| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n" for row in list(rows)[:limit]
+        "| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n" for row in rows[:limit]
     )
     return MetadataValue.md(head + body if rows else "_no rows_")
 

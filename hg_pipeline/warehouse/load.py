@@ -11,7 +11,7 @@ longer applies is unlinked (psa_id cleared), never deleted.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 from datetime import datetime, timezone
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from hg_pipeline.entities import ENTITY_LOADS
+from hg_pipeline.mapping.packed import blocks_of
 from hg_pipeline.warehouse.map_marks import MapMark, store_mark
 from hg_pipeline.warehouse.staging import promote_watermark
 from hg_pipeline.warehouse.bulk import chunks, copy_rows, create_temp_twin, index_temp, plain_rows, qualified, temp_ref
@@ -60,7 +61,7 @@ def load_entity(
     engine: Engine,
     tenant_id: str,
     entity: str,
-    rows: list[dict],
+    rows: Iterable[dict],
     *,
     new_categories: list[dict] | None = None,
     distributions: list[dict] | None = None,
@@ -83,25 +84,38 @@ def load_entity(
     spec = ENTITY_LOADS[entity]
     table = LOADED_TABLES[entity]
     now = datetime.now(timezone.utc)
-    incoming: dict[str, tuple] = {}
-    for row in rows:
-        if row.get("tenant_id", tenant_id) != tenant_id:
-            raise LoadError(f"{entity} row {row.get('psa_id')} belongs to tenant {row['tenant_id']!r}, not {tenant_id!r}")
-        values = tuple(row[c] for c in spec.columns)
-        incoming[values[0]] = values
+    temp = f"incoming_{table.name}"
     with engine.begin() as conn:
-        current = _current_rows(conn, table, tenant_id, scope, list(incoming))
-        changed, counts = [], LoadCounts()
-        for hg_id, values in incoming.items():
-            digest = content_hash(values)
-            known = current.get(hg_id)
-            if known is None:
-                counts.inserted += 1
-            elif known.content_hash != digest or known.deleted_at is not None:
-                counts.updated += 1
-            else:
-                continue
-            changed.append((tenant_id, *values, digest, now, now))
+        # A delta reads the rows its records and incoming ids touch; a whole load every row.
+        wanted = None if scope is None else [row["id"] for row in rows]
+        current = _current_rows(conn, table, tenant_id, scope, wanted)
+        counts, incoming, copied = LoadCounts(), set(), False
+        # A block of rows at a time: memory holds the ids and one block, not the mapped set.
+        for block in blocks_of(rows):
+            changed = []
+            for row in block:
+                if row.get("tenant_id", tenant_id) != tenant_id:
+                    raise LoadError(f"{entity} row {row.get('psa_id')} belongs to tenant {row['tenant_id']!r},"
+                                    f" not {tenant_id!r}")
+                values = tuple(row[c] for c in spec.columns)
+                hg_id = values[0]
+                if hg_id in incoming:
+                    raise LoadError(f"{entity} id {hg_id} appears twice in the mapped set; nothing loaded")
+                incoming.add(hg_id)
+                digest = content_hash(values)
+                known = current.get(hg_id)
+                if known is None:
+                    counts.inserted += 1
+                elif known.content_hash != digest or known.deleted_at is not None:
+                    counts.updated += 1
+                else:
+                    continue
+                changed.append((tenant_id, *values, digest, now, now))
+            if changed:
+                if not copied:
+                    create_temp_twin(conn, table, temp)
+                copy_rows(conn, temp_ref(conn, temp), _incoming_columns(spec.columns), changed)
+                copied = True
         counts.unchanged = len(incoming) - counts.inserted - counts.updated
         to_delete = [i for i, r in current.items() if i not in incoming and r.origin == "psa" and r.deleted_at is None]
         to_unlink = [i for i, r in current.items() if i not in incoming and r.origin != "psa" and r.psa_id is not None]
@@ -116,8 +130,8 @@ def load_entity(
         # leave its old row before the new one takes its (tenant_id, psa_id).
         counts.soft_deleted = _update_ids(conn, table, to_delete, deleted_at=now, updated_at=now)
         counts.unlinked = _update_ids(conn, table, to_unlink, psa_id=None, updated_at=now)
-        if changed:
-            _upsert(conn, table, tenant_id, spec.columns, changed)
+        if copied:
+            _upsert(conn, table, tenant_id, spec.columns, temp)
         promote_watermark(conn, tenant_id, entity)  # the next incremental read starts from this extraction
         if mark is not None:
             store_mark(conn, tenant_id, entity, mark)
@@ -178,11 +192,12 @@ def _update_ids(conn: Connection, table, ids: list[str], **values) -> int:
     return done
 
 
-def _upsert(conn: Connection, table, tenant_id: str, mapped: Sequence[str], rows: list[tuple]) -> None:
-    temp = f"incoming_{table.name}"
-    columns = ("tenant_id",) + tuple(mapped) + ("content_hash", "created_at", "updated_at")
-    create_temp_twin(conn, table, temp)
-    copy_rows(conn, temp_ref(conn, temp), columns, rows)
+def _incoming_columns(mapped: Sequence[str]) -> tuple[str, ...]:
+    return ("tenant_id",) + tuple(mapped) + ("content_hash", "created_at", "updated_at")
+
+
+def _upsert(conn: Connection, table, tenant_id: str, mapped: Sequence[str], temp: str) -> None:
+    """Merge what the load copied into `temp` (the changed rows) into `table`."""
     index_temp(conn, temp, ("id",))
     target, tmp = qualified(conn, table), temp_ref(conn, temp)
     foreign = conn.execute(text(

@@ -25,9 +25,10 @@ from fractions import Fraction
 
 from sqlalchemy import Engine, func, select
 
+from hg_pipeline.mapping.packed import Packed
 from hg_pipeline.warehouse.bulk import copy_rows, is_postgres, plain_rows, qualified
 from hg_pipeline.warehouse.map_marks import MapMark, staged_through, store_mark, upstream_key
-from hg_pipeline.warehouse.staging import staged_records
+from hg_pipeline.warehouse.staging import streamed_records
 from hg_pipeline.warehouse.tables import (
     categories,
     companies,
@@ -48,8 +49,8 @@ APART_COLUMNS = ("tenant_id", "line_psa_id", "company_psa_id", "company_id", "pr
 class DerivedSpend:
     """Rows for `spend` and `spend_unmapped` (tuples in SPEND_COLUMNS / APART_COLUMNS order, no tenant)."""
 
-    rows: list[tuple] = field(default_factory=list)
-    apart: list[tuple] = field(default_factory=list)
+    rows: Packed = field(default_factory=Packed)  # pickled in blocks, as a map stage's rows
+    apart: Packed = field(default_factory=Packed)
     lines: int = 0  # staged lines read
     split_lines: int = 0  # lines of a distributed product, split over its categories
     unchanged: bool = False  # nothing derived: the spend loaded last is still right
@@ -109,9 +110,9 @@ def derive_spend(engine: Engine, tenant_id: str, *, unless: MapMark | None = Non
         *(("category", *item) for item in paths.items()))))
     if unless is not None and unless == mark:
         return DerivedSpend(unchanged=True, mark=mark)
-    lines = staged_records(engine, tenant_id, "spend")
-    out = DerivedSpend(lines=len(lines), mark=mark)
-    for staged in lines:
+    out = DerivedSpend(mark=mark)
+    for staged in streamed_records(engine, tenant_id, "spend"):  # a batch in memory, not every line
+        out.lines += 1
         line = staged.record
         company_psa_id, product_psa_id, category = line.get("company_psa_id"), line.get("product_psa_id"), \
             line.get("category")

@@ -128,3 +128,30 @@ def test_tenant_validation(engine):
         get_tenant(engine, "nobody")
     with pytest.raises(TenantError, match="reference like env:VAR"):
         add_tenant(engine, Tenant("acme", "Acme", "connectwise", "http://x", {"company_id": "plainsecret"}))
+
+
+def test_packed_rows_load_block_by_block_like_a_list(engine, monkeypatch):
+    from hg_pipeline.mapping import packed
+
+    monkeypatch.setattr(packed, "BLOCK_SIZE", 3)
+    add(engine, "acme")
+    rows = [company("acme", str(i), f"Company {i}") for i in range(1, 9)]
+    counts = load_entity(engine, "acme", "companies", packed.Packed(rows))
+    assert (counts.inserted, counts.rows) == (8, 8)
+    rows[6]["name"] = "Renamed"  # in the third block
+    again = load_entity(engine, "acme", "companies", packed.Packed(rows[1:]))
+    assert (again.inserted, again.updated, again.unchanged, again.soft_deleted) == (0, 1, 6, 1)
+    assert live(engine, "acme") == {str(i): "Renamed" if i == 7 else f"Company {i}" for i in range(2, 9)}
+
+
+def test_an_id_twice_in_the_mapped_set_loads_nothing(engine, monkeypatch):
+    from hg_pipeline.mapping import packed
+
+    monkeypatch.setattr(packed, "BLOCK_SIZE", 2)
+    add(engine, "acme")
+    rows = [company("acme", str(i), f"Company {i}") for i in range(1, 5)]
+    load_entity(engine, "acme", "companies", rows)
+    twice = [*rows, {**rows[0], "name": "Again"}]  # the repeat sits in another block
+    with pytest.raises(LoadError, match=f"id {rows[0]['id']} appears twice"):
+        load_entity(engine, "acme", "companies", packed.Packed(twice))
+    assert live(engine, "acme") == {str(i): f"Company {i}" for i in range(1, 5)}
