@@ -28,7 +28,7 @@ from hg_pipeline.warehouse.load import tenant_category_rows
 from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
 from hg_pipeline.warehouse.staging import (
-    StagedRecord, quarantine_records, staged_first_seen, staged_records, streamed_records,
+    StagedRecord, quarantine_records, staged_first_seen_after, staged_records, streamed_records,
 )
 from hg_pipeline.warehouse.tables import companies, mapping_decisions
 from hg_pipeline.warehouse.tenants import get_tenant
@@ -81,14 +81,13 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
     smart = entity == "products" and document.products.smart_mapping.enabled  # it learns from every product
     if staged is None and delta is None and not smart:
         # A whole map streams the records: memory holds the result, not the entity's records too.
-        first_seen = staged_first_seen(engine, tenant_id, entity)
         records: Iterable[dict] = (s.record for s in streamed_records(engine, tenant_id, entity))
+        new_ids = staged_first_seen_after(engine, tenant_id, entity, stored.created_at) if stored else set()
     else:
         if staged is None:
             staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
-        first_seen = [(s.psa_id, s.first_seen_at) for s in staged]
         records = [s.record for s in staged]
-    new_ids = {psa_id for psa_id, seen in first_seen if utc(seen) > stored.created_at} if stored else set()
+        new_ids = {s.psa_id for s in staged if utc(s.first_seen_at) > stored.created_at} if stored else set()
     context = MappingContext(
         tenant_id=tenant_id,
         new_psa_ids={entity: new_ids},

@@ -257,11 +257,13 @@ def streamed_records(engine: Engine, tenant_id: str, entity: str) -> Iterator[St
             yield from map(_staged, batch)
 
 
-def staged_first_seen(engine: Engine, tenant_id: str, entity: str) -> list[tuple[str, datetime]]:
-    """(psa_id, first_seen_at) of the live staged records of `entity`, without the records."""
-    query = _staged_query(tenant_id, entity).with_only_columns(raw_records.c.psa_id, raw_records.c.first_seen_at)
+def staged_first_seen_after(engine: Engine, tenant_id: str, entity: str, moment: datetime) -> set[str]:
+    """PSA ids of the live staged records of `entity` first seen after `moment`, without the
+    records. Compared here, not in SQL: SQLite holds staging's times as text in two forms."""
+    t = raw_records
+    query = _staged_query(tenant_id, entity).with_only_columns(t.c.psa_id, t.c.first_seen_at).order_by(None)
     with engine.connect() as conn:
-        return plain_rows(conn, query)
+        return {psa_id for batch in streamed_rows(conn, query) for psa_id, seen in batch if utc(seen) > moment}
 
 
 def _staged_query(tenant_id: str, entity: str):

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from hg_pipeline.warehouse.bulk import plain_rows, streamed_rows
-from hg_pipeline.warehouse.staging import staged_first_seen, staged_records, streamed_records
+from hg_pipeline.warehouse.bulk import plain_rows, streamed_rows, utc
+from hg_pipeline.warehouse.staging import staged_first_seen_after, staged_records, streamed_records
 from hg_pipeline.warehouse.tables import raw_records
 from hg_pipeline_tests.warehouse.test_load import add, engine  # noqa: F401 - the PostgreSQL / SQLite fixture
 
@@ -45,7 +45,10 @@ def test_a_streamed_read_comes_in_bounded_batches_and_equals_the_whole_read(engi
     assert streamed == staged_records(engine, "acme", "assets")
     assert [s.psa_id for s in streamed] == [f"{i:04d}" for i in range(23) if i not in (4, 9)]
     assert streamed[0].record == {"id": "0000", "name": "acme asset 0", "cost": 0.0}
-    assert staged_first_seen(engine, "acme", "assets") == [(s.psa_id, s.first_seen_at) for s in streamed]
+    first, last = min(utc(s.first_seen_at) for s in streamed), max(utc(s.first_seen_at) for s in streamed)
+    assert staged_first_seen_after(engine, "acme", "assets", first - timedelta(microseconds=1)) == {
+        s.psa_id for s in streamed}
+    assert staged_first_seen_after(engine, "acme", "assets", last) == set()
 
 
 def test_a_stream_left_early_gives_its_connection_back(engine):  # noqa: F811
