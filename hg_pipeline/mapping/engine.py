@@ -103,12 +103,16 @@ class _Collector:
         self.tenant_id = tenant_id
         self.result = MappingResult(entity)
         self._owner: dict[str, str] = {}  # HighGround id -> PSA id that got it
+        self._texts: dict[str, str] = {}  # one string per distinct reason and group: a block pickles each once
+
+    def _one(self, text: str | None) -> str | None:
+        return text if text is None else self._texts.setdefault(text, text)
 
     def taken_by(self, hg_id: str) -> str | None:
         return self._owner.get(hg_id)
 
     def skip(self, psa_id: str, outcome: str, reason: str, rule: str, group: str | None = None) -> None:
-        self.result.decisions.append(Decision(self.entity, psa_id, outcome, reason, rule, group))
+        self.result.decisions.append(Decision(self.entity, psa_id, outcome, self._one(reason), rule, self._one(group)))
 
     def load(self, psa_id: str, row: dict, reason: str, rule: str, group: str | None = None) -> bool:
         """Adds a mapped row (row["id"] set); False (and pending) if the id is taken."""
@@ -120,7 +124,7 @@ class _Collector:
             return False
         row["tenant_id"] = self.tenant_id
         self.result.rows.append(row)
-        self.result.decisions.append(Decision(self.entity, psa_id, MAPPED, reason, rule, group))
+        self.result.decisions.append(Decision(self.entity, psa_id, MAPPED, self._one(reason), rule, self._one(group)))
         return True
 
 

@@ -28,7 +28,7 @@ from hg_pipeline.orchestration.mapping_impact import live_count, live_psa_ids
 from hg_pipeline.warehouse.mappings import current_mapping
 
 VALID, VOLUME = "valid", "soft_delete_volume"
-CHECK_CHUNK_ROWS = 100_000  # rows validated at once
+CHECK_CHUNK_ROWS = 50_000  # rows validated at once (a chunk of dicts and its frame: about 60 MB)
 
 
 def check_specs(entity: str) -> list[AssetCheckSpec]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy import Engine, bindparam, exists, func, select, text
 
 from hg_pipeline.entities import REFERENCE_ENTITIES
 from hg_pipeline.mapping.categories import CategoryTree
@@ -79,15 +79,17 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
     mark = MapMark(version, staged_through(engine, tenant_id, entity), _depends_on(upstream, tree.paths(), categories))
     delta = _delta(engine, tenant_id, entity, document, mark) if incremental and staged is None else None
     smart = entity == "products" and document.products.smart_mapping.enabled  # it learns from every product
+    # Which records are new matters only to a section that does not import new ones.
+    asks_new = stored is not None and not getattr(getattr(document, entity, None), "auto_import_new", True)
     if staged is None and delta is None and not smart:
         # A whole map streams the records: memory holds the result, not the entity's records too.
         records: Iterable[dict] = (s.record for s in streamed_records(engine, tenant_id, entity))
-        new_ids = staged_first_seen_after(engine, tenant_id, entity, stored.created_at) if stored else set()
+        new_ids = staged_first_seen_after(engine, tenant_id, entity, stored.created_at) if asks_new else set()
     else:
         if staged is None:
             staged = staged_records(engine, tenant_id, entity, None if delta is None else delta.ids)
         records = [s.record for s in staged]
-        new_ids = {s.psa_id for s in staged if utc(s.first_seen_at) > stored.created_at} if stored else set()
+        new_ids = {s.psa_id for s in staged if utc(s.first_seen_at) > stored.created_at} if asks_new else set()
     context = MappingContext(
         tenant_id=tenant_id,
         new_psa_ids={entity: new_ids},
@@ -282,13 +284,17 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
     columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
                "decided_at")
     with engine.begin() as conn:
-        create_temp_twin(conn, t, "fresh_decisions")
-        fresh = temp_ref(conn, "fresh_decisions")
+        stored, listed = qualified(conn, t), ", ".join(columns)
+        first = not conn.scalar(select(exists().where(t.c.tenant_id == tenant_id, t.c.entity == entity)))
+        fresh = stored if first else temp_ref(conn, "fresh_decisions")  # the first map: nothing to compare
+        if not first:
+            create_temp_twin(conn, t, "fresh_decisions")
         for block in blocks_of(result.decisions):
             copy_rows(conn, fresh, columns, ((tenant_id, entity, d.psa_id, d.outcome, d.rule, d.reason, d.group,
                                               version, now) for d in block))
+        if first:
+            return
         index_temp(conn, "fresh_decisions", ("psa_id",))
-        stored, listed = qualified(conn, t), ", ".join(columns)
         mine = {"tenant": tenant_id, "entity": entity}
         same = " AND ".join(f"NOT (f.{c} {distinct_from(conn)} d.{c})"
                             for c in ("outcome", "rule", "reason", "group_key", "mapping_version"))
