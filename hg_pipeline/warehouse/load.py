@@ -11,7 +11,7 @@ longer applies is unlinked (psa_id cleared), never deleted.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 from datetime import datetime, timezone
@@ -61,7 +61,7 @@ def load_entity(
     engine: Engine,
     tenant_id: str,
     entity: str,
-    rows: Iterable[dict],
+    rows: Sequence[dict],
     *,
     new_categories: list[dict] | None = None,
     distributions: list[dict] | None = None,
@@ -69,7 +69,8 @@ def load_entity(
     scope: list[str] | None = None,
     mark: MapMark | None = None,
 ) -> LoadCounts:
-    """Merge `rows` (the full mapped set of `entity` for `tenant_id`) in one transaction.
+    """Merge `rows` (the full mapped set of `entity` for `tenant_id`: a list, or a map stage's
+    Packed rows, read a block at a time) in one transaction.
 
     `scope` (a delta): `rows` is the mapped set of these PSA ids only; rows of other PSA
     records are left as they are. `mark`: how far the map read staging, stored in the same
