@@ -277,8 +277,9 @@ def _record_decisions(engine: Engine, tenant_id: str, entity: str, result: Mappi
     `scope`: the records a delta decided (the others keep theirs, and the version number they
     were decided with); None: every record.
 
-    The decisions are copied into a temp table a block at a time and compared there: memory
-    holds one block, not the entity's decisions and what is stored for them."""
+    The decisions are copied a block at a time: straight in on the entity's first map, else
+    into a temp table and compared there. Memory holds one block, not the entity's decisions
+    and what is stored for them."""
     t = mapping_decisions
     now = datetime.now(timezone.utc)
     columns = ("tenant_id", "entity", "psa_id", "outcome", "rule", "reason", "group_key", "mapping_version",
