@@ -53,7 +53,6 @@ from hg_pipeline.warehouse.staging import (
     StageCounts,
     discard_progress,
     inflight_ids,
-    known_count,
     live_staged_count,
     mark_vanished,
     merge_inflight,
@@ -62,6 +61,7 @@ from hg_pipeline.warehouse.staging import (
     quarantine_records,
     saved_progress,
     stage_page,
+    unstaged_inflight_count,
     watermark,
 )
 from hg_pipeline.warehouse.tenants import Tenant
@@ -175,7 +175,8 @@ class Reading:
     entity: str
     run_id: str
     progress: Progress
-    previous: int  # live staged records before this read
+    previous: int  # live staged records before this read (0 when resumed: see `begin`)
+    live_staged: int  # live staged records before this read
     seen: set[str]
     result: ExtractResult
 
@@ -194,8 +195,8 @@ class Reading:
         if progress.resume_token:
             log.info("tenant %s: resuming %s after %d committed pages", tenant_id, entity, progress.pages)
         # A resumed read already holds records: a PSA answering "none" for the rest proves nothing wrong.
-        return cls(engine, tenant_id, entity, run_id, progress, 0 if progress.resume_token else previous, seen,
-                   result)
+        return cls(engine, tenant_id, entity, run_id, progress, 0 if progress.resume_token else previous, previous,
+                   seen, result)
 
     @classmethod
     def pushed(cls, engine: Engine, tenant_id: str, entity: str, run_id: str, *, full: bool) -> "Reading":
@@ -232,9 +233,10 @@ class Reading:
             preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
 
     def known(self) -> int:
-        """Records staged (live) or read now: what the PSA lists if nothing vanished."""
+        """Records staged (live) or read now: what the PSA lists if nothing vanished. (Staging
+        of the entity has not changed since `begin` counted it: one run of a tenant at a time.)"""
         with self.engine.connect() as conn:
-            return known_count(conn, self.tenant_id, self.entity)
+            return self.live_staged + unstaged_inflight_count(conn, self.tenant_id, self.entity)
 
     def merge(self, present: set[str] | None) -> ExtractResult:
         """The complete read into staging, in one transaction; `present`: every id the PSA

@@ -7,6 +7,8 @@ Credentials go to the tenant's own origin only (see `PsaHttp` and `origin.py`).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import random
@@ -276,18 +278,20 @@ class _Watch:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self.over = False  # the attempt ended first: nothing to expire
         self._lock = threading.Lock()
         self._connection = None
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
+        self._seconds = max(seconds, 0.0)
 
     def __enter__(self) -> "_Watch":
         _current.watch = self
-        self._timer.start()
+        _watchdog.add(self, self._seconds)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self.over = True
+            self._connection = None  # the watchdog keeps this watch until its deadline
         _current.watch = None
 
     def watch(self, connection) -> None:
@@ -296,11 +300,45 @@ class _Watch:
             if self.expired:
                 _shut(connection)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
+            if self.over:
+                return
             self.expired = True
             if self._connection is not None:
                 _shut(self._connection)
+
+
+class _Watchdog:
+    """One thread for every _Watch of the process, waking at the earliest deadline. A timer
+    thread per attempt cost a thread start per request, which waits for the interpreter lock
+    while other pages are decoded: seconds over the 1,700 requests of a large full sync."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: list[tuple[float, int, _Watch]] = []  # a heap; ended watches leave it at their deadline
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch, seconds: float) -> None:
+        with self._wake:
+            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._order), watch))
+            if self._thread is None or not self._thread.is_alive():  # first use, or a forked child
+                self._thread = threading.Thread(target=self._run, name="psa-watchdog", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is watch:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, watch = heapq.heappop(self._due)
+            watch.expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _shut(connection) -> None:

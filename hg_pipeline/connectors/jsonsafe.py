@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 
+import orjson
+
 from hg_pipeline.connectors.records import UnreadableRecord
 
 MAX_DEPTH = 64  # nesting levels of one record ({"a": {"b": 1}} is 2 deep)
@@ -51,7 +53,7 @@ def decode_json(data: bytes) -> object:
     if not within_depth(data, MAX_DEPTH + 1):
         data.decode("utf-8")  # UnicodeDecodeError first, as json.loads would
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH + 1} levels, or not balanced")
-    return json.loads(data)
+    return _loads(data)
 
 
 def decode_records(data: bytes) -> object:
@@ -59,7 +61,7 @@ def decode_records(data: bytes) -> object:
     `UnreadableRecord`; any other JSON body as `decode_json` decodes it."""
     if within_depth(data, MAX_DEPTH + 1):
         try:
-            return json.loads(data)
+            return _loads(data)
         except UnicodeDecodeError:
             raise
         except ValueError:
@@ -68,6 +70,16 @@ def decode_records(data: bytes) -> object:
     if not text.lstrip().startswith("["):
         return decode_json(data)
     return [_record(text[start:end].strip(), depth) for start, end, depth in _elements(text)]
+
+
+def _loads(data: bytes) -> object:
+    """`json.loads(data)`, by orjson (a large page decodes about twice as fast) wherever orjson
+    can: what it refuses (integers beyond 64 bits, NaN, lone surrogates, UTF-16) goes to json,
+    which decodes it or raises as it always did."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _elements(text: str) -> list[tuple[int, int, int]]:

@@ -223,8 +223,7 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
         raise _fail(tenant_id, f"map {entity}", exc) from None
     result = mapped.result
     if result.scope is None:
-        outcomes = Counter(d.outcome for d in result.decisions)
-        pending_groups = Counter(d.group or "(none)" for d in result.decisions if d.outcome == "pending")
+        outcomes, pending_groups = mapped.tally.outcomes, mapped.tally.pending_groups
     else:  # a delta: the entity's figures are those of every recorded decision
         outcomes = decision_counts(engine, tenant_id, entity)
         pending_groups = Counter(pending_summary(engine, tenant_id, entity).get(entity, {}))
@@ -244,25 +243,12 @@ def _map(context: AssetExecutionContext, config: MapConfig, warehouse: Warehouse
         "quarantined": mapped.quarantined,
         "coverage_pct": MetadataValue.float(round(100.0 * (total - outcomes["pending"]) / total, 1) if total else 100.0),
         "pending_by_group": MetadataValue.json(dict(pending_groups.most_common(10))),
-        **({"decided_by": MetadataValue.json(_decided_by(result))} if entity == "products" else {}),
+        **({"decided_by": MetadataValue.json(dict(mapped.tally.decided_by))} if entity == "products" else {}),
         "preview": preview(result.rows, ENTITY_LOADS[entity].columns),
     })
     yield from run_checks(engine, tenant_id, entity, result, upstream, mapped.category_ids,
                           config.max_soft_delete_share)
     release(passed_on, "rows", "decisions", "categories", "distributions")
-
-
-def _decided_by(result: MappingResult) -> dict[str, int]:
-    """Products per source of their decision: record, distribution, category, smart, pending."""
-    sources = {"subcategory": "category", "auto_import": "category"}
-    counts = dict.fromkeys(("record", "distribution", "category", "smart", "pending", "ignored"), 0)
-    for decision in result.decisions:
-        if decision.outcome == "mapped":
-            key = sources.get(decision.rule, decision.rule)
-        else:
-            key = decision.outcome
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 def load_asset(entity: str) -> AssetsDefinition:

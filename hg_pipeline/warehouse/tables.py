@@ -113,6 +113,10 @@ raw_records = Table(
     Column("seen_run_id", String(64)),
     Column("vanished_at", DateTime(timezone=True)),
 )
+# A nightly asks staging for its latest change and what changed since a moment (migration 0010).
+Index("ix_raw_records_last_seen", raw_records.c.tenant_id, raw_records.c.entity, raw_records.c.last_seen_at)
+Index("ix_raw_records_vanished", raw_records.c.tenant_id, raw_records.c.entity, raw_records.c.vanished_at,
+      postgresql_where=text("vanished_at IS NOT NULL"), sqlite_where=text("vanished_at IS NOT NULL"))
 
 # Where each entity's extraction got to, for incremental resyncs (the watermark).
 # `extracted_at` advances only when what the extraction staged is loaded: the extraction

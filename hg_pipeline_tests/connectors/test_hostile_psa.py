@@ -509,3 +509,29 @@ def test_a_full_sync_of_a_tenant_stored_with_a_metadata_url_is_refused_with_one_
     assert code == 2 and err.count("\n") == 1, err
     assert re.fullmatch(r"hg-pipeline: tenant legacy: extract \w+ failed: "
                         r"base-url host 169\.254\.169\.254 is a cloud metadata address\n", err), err
+
+
+def test_one_watchdog_cuts_concurrent_drips_each_at_its_own_deadline(servers):
+    """The attempts of a process share one watchdog thread: a shorter deadline set while a
+    longer one waits still ends its attempt on time, and the longer one ends at its own."""
+    def answer(handler: _Handler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        handler.drip(b"X-Slow: " + b"a" * 10_000 + b"\r\n\r\n", interval=0.1)
+
+    psa = servers(answer)
+    ended: dict[float, float] = {}
+
+    def ask(deadline: float) -> None:
+        started = time.monotonic()
+        with pytest.raises(PsaUnreachable, match=rf"within the {deadline:g} s deadline after 1 attempt$"):
+            client(psa, timeout=5, deadline=deadline, max_retries=0).get_json("x")
+        ended[deadline] = time.monotonic() - started
+
+    slow = threading.Thread(target=ask, args=(3.0,))
+    slow.start()
+    time.sleep(0.3)  # the 3 s deadline waits in the watchdog first
+    ask(0.6)
+    slow.join()
+    assert 0.6 <= ended[0.6] < 1.5, ended
+    assert 3.0 <= ended[3.0] < 4.0, ended
+    assert [t.name for t in threading.enumerate()].count("psa-watchdog") == 1

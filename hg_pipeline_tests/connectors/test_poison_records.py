@@ -197,3 +197,21 @@ def test_depth_scan_and_decoders():
     page = decode_records(b'[{"id":1},{"id":2,"n":' + b"9" * 5000 + b'},{"id":3}]')
     assert page[0] == {"id": 1} and page[2] == {"id": 3}
     assert page[1].psa_id == "2" and page[1].reason.startswith("not valid JSON")
+
+
+@pytest.mark.parametrize("body", [
+    b'[{"id":1,"n":18446744073709551616}]',  # beyond 64 bits: orjson refuses it, json reads it
+    b'[{"id":1,"n":NaN,"m":-Infinity}]',  # not JSON, but what json.loads has always accepted
+    b'[{"id":1,"s":"\\ud800 alone"}]',  # a lone surrogate escaped
+    '[{"id":1,"s":"caf\u00e9"}]'.encode("utf-16"),  # UTF-16 with its byte order mark
+    b'[{"id":1,"a":1,"a":2,"f":1.5e300,"z":-0.0}]',  # orjson's own path: the same values
+])
+def test_decoders_read_what_json_reads(body):
+    """The decoders use orjson where it can and json for the rest: never a different answer."""
+    assert decode_records(body) == json.loads(body)
+    assert decode_json(body) == json.loads(body)
+
+
+def test_a_body_that_is_not_utf8_still_raises_unicode_decode_error():
+    with pytest.raises(UnicodeDecodeError):
+        decode_records(b'[{"id":1,"s":"\xff"}]')
