@@ -161,11 +161,11 @@ extract_progress = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-# UNLOGGED on PostgreSQL (migration 0005): see there.
+# UNLOGGED on PostgreSQL (migration 0005), and without a foreign key to tenants (0010): see there.
 raw_inflight = Table(
     "raw_inflight",
     metadata,
-    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("tenant_id", TENANT, primary_key=True),
     Column("entity", String(40), primary_key=True),
     Column("psa_id", String(64), primary_key=True),
     Column("payload", Text, nullable=False),
