@@ -175,10 +175,15 @@ class Reading:
     entity: str
     run_id: str
     progress: Progress
-    previous: int  # live staged records before this read (0 when resumed: see `begin`)
     live_staged: int  # live staged records before this read
     seen: set[str]
     result: ExtractResult
+
+    @property
+    def previous(self) -> int:
+        """What the PSA listed before, for the connector's sanity checks: 0 for a resumed read,
+        which already holds records (a PSA answering "none" for the rest proves nothing wrong)."""
+        return 0 if self.progress.resume_token else self.live_staged
 
     @classmethod
     def begin(cls, engine: Engine, tenant_id: str, entity: str, run_id: str, since: datetime | None, *,
@@ -188,15 +193,13 @@ class Reading:
             if fresh:
                 discard_progress(conn, tenant_id, entity)
             progress = open_progress(conn, tenant_id, entity, since, run_id, now)
-            previous = live_staged_count(conn, tenant_id, entity)
+            live_staged = live_staged_count(conn, tenant_id, entity)
             seen = inflight_ids(conn, tenant_id, entity) if progress.resume_token else set()
         result = ExtractResult(mode="full" if since is None else "incremental", counts=StageCounts(),
                                resumed_pages=progress.pages)
         if progress.resume_token:
             log.info("tenant %s: resuming %s after %d committed pages", tenant_id, entity, progress.pages)
-        # A resumed read already holds records: a PSA answering "none" for the rest proves nothing wrong.
-        return cls(engine, tenant_id, entity, run_id, progress, 0 if progress.resume_token else previous, previous,
-                   seen, result)
+        return cls(engine, tenant_id, entity, run_id, progress, live_staged, seen, result)
 
     @classmethod
     def pushed(cls, engine: Engine, tenant_id: str, entity: str, run_id: str, *, full: bool) -> "Reading":
