@@ -29,5 +29,5 @@ setup(
     extras_require={"dev": ["pytest>=8", "aiosmtpd>=1.4", "pyconnectwise>=0.6", "django-autotask==1.16.0", "cryptography>=41", "jsonschema>=4"],
                     # `hg-pipeline bench` compares with dlt when installed; never a runtime dependency.
                     "bench": ["dlt[postgres]"]},
-    entry_points={"console_scripts": ["hg-pipeline=hg_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["hg-pipeline=hg_pipeline.cli:run"]},
 )

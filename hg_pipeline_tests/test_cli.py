@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,21 @@ def test_a_warehouse_behind_the_package_is_named_with_its_revision(tmp_path, cap
                            f"hg_pipeline needs {head}: run `hg-pipeline db upgrade`")
     assert main(["db", "upgrade", "--database-url", url]) == 0
     assert main(["tenant", "list", "--database-url", url]) == 0
+
+
+def test_the_console_script_ends_without_teardown_yet_loses_no_output(cli, pg_url):
+    """`hg-pipeline` leaves through os._exit once its work is done: everything it printed to a
+    file (block-buffered, under one buffer's size) is there, and the exit status is the command's."""
+    for n in range(40):
+        assert cli("tenant", "add", f"t{n:02d}", "--source", "connectwise", "--base-url", "http://127.0.0.1:9",
+                   *CREDENTIAL_ARGS)[0] == 0
+    script = str(Path(sys.executable).parent / "hg-pipeline")
+    buffered = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    listed = subprocess.run([script, "tenant", "list", "--database-url", pg_url], capture_output=True, text=True,
+                            timeout=120, env=buffered)
+    assert listed.returncode == 0 and listed.stderr == ""
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [f"t{n:02d}" for n in range(40)]
+    unknown = subprocess.run([script, "sync", "nobody", "--remap", "--database-url", pg_url], capture_output=True,
+                             text=True, timeout=120)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr == "hg-pipeline: unknown tenant 'nobody' (see `hg-pipeline tenant list`)\n"

@@ -8,6 +8,7 @@ none is stored yet, an empty document).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -145,7 +146,14 @@ def map_and_record(engine: Engine, tenant_id: str, entity: str, stored: StoredMa
 
 
 def _document(stored: StoredMapping | None) -> MappingDocument:
-    return parse_document(stored.document) if stored else MappingDocument()
+    return _parsed(stored.document) if stored else MappingDocument()
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> MappingDocument:
+    """A stored version's document, parsed once per process: every map stage of a run, and the
+    delta's comparison with the last load's version, read it (nothing changes a parsed document)."""
+    return parse_document(text)
 
 
 # --- the nightly's delta ------------------------------------------------------------------

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import importlib
 import json
 import logging
 import math
 import os
+import sys
 import threading
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,10 +83,34 @@ def warm_up() -> None:
         _get_batch_definition()
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands for a submodule until an attribute of it is read, then imports the real one
+    (which takes its place on the parent package)."""
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _defer_scipy_stats() -> None:
+    """great-expectations imports `scipy.stats` (0.65 s, a third of its import) for two
+    distribution expectations and a metric no suite here uses: `from scipy import stats` gets a
+    stand-in that imports it on first use. An attribute on the package, not a `sys.modules`
+    entry: the import system reads a module's `__spec__`, which would load a lazy module."""
+    if "scipy.stats" in sys.modules:
+        return
+    try:
+        import scipy
+    except ImportError:
+        return
+    if "stats" not in vars(scipy):
+        scipy.stats = _DeferredModule("scipy.stats")
+
+
 def _get_batch_definition():
     """The process-wide ephemeral context's whole-dataframe batch definition."""
     global _context, _batch_definition
     if _batch_definition is None:
+        _defer_scipy_stats()
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
         from great_expectations.execution_engine import pandas_execution_engine
