@@ -26,9 +26,13 @@ def _exit_without_teardown() -> None:
     from hg_pipeline.warehouse import db
 
     db.dispose_all()  # the warehouse sees its connections closed, not reset
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_finished_status)
+    status = _finished_status
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # its reader went away (`| head`): as in `main`, a quiet SIGPIPE status
+            status = status or SIGPIPE_STATUS
+    os._exit(status)
 
 
 atexit.register(_exit_without_teardown)
@@ -46,6 +50,7 @@ from hg_pipeline.warehouse import db
 # Quiet by default so that a failure is one line; --verbose (or HG_LOG_LEVEL=INFO/DEBUG) shows
 # Dagster's, great-expectations' and the connectors' logs.
 QUIET, VERBOSE = "CRITICAL", "INFO"
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: the shell's status for a command whose reader went away
 
 
 class InputError(ValueError):
@@ -73,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         args.database_url = db.default_database_url()
     try:
         return args.handler(args) or 0
+    except BrokenPipeError:
+        # The reader of stdout left (`| head`): stop quietly, as a command killed by SIGPIPE
+        # would, and send what is still buffered nowhere rather than fail on it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_STATUS
     except _input_errors() as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return 2

@@ -129,3 +129,21 @@ def test_the_console_script_ends_without_teardown_yet_loses_no_output(cli, pg_ur
                              text=True, timeout=120)
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr == "hg-pipeline: unknown tenant 'nobody' (see `hg-pipeline tenant list`)\n"
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_reader_that_goes_away_ends_the_command_quietly(cli, pg_url, buffered):
+    """`hg-pipeline ... | head`: when stdout's reader is gone the command stops with the shell's
+    SIGPIPE status (141) and no error line, whether its output was still buffered or not."""
+    assert cli("tenant", "add", "acme", "--source", "connectwise", "--base-url", "http://127.0.0.1:9",
+               *CREDENTIAL_ARGS)[0] == 0
+    env = dict(os.environ)
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    else:
+        env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "hg-pipeline"), "tenant", "list",
+                                "--database-url", pg_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # long before the command prints: it starts Python and imports first
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and err == b""
