@@ -486,6 +486,11 @@ def format_outcome(outcome) -> str:
         lines.append(f"  {entity:<20}{cell(raw, 'received', 10)}{cell(raw, 'quarantined', 10)}"
                      f"{cell(mapped, 'mapped', 9)}{cell(mapped, 'pending', 9)}{cell(mapped, 'ignored', 9)}"
                      f"{cell(loaded, 'inserted', 10)}{cell(loaded, 'updated', 9)}{cell(loaded, 'soft_deleted', 9)}")
+    if outcome.reach is not None and outcome.reach.left:
+        lines.append(f"  left as loaded (the mapping change reaches none of their decisions): "
+                     f"{', '.join(outcome.reach.left)}")
+    if outcome.reach is not None and outcome.reach.inputs:
+        lines.append(f"  mapped as an input only, not loaded (unchanged): {', '.join(outcome.reach.inputs)}")
     spend = outcome.stages.get("spend", {})
     if spend:
         raw = outcome.stages.get("spend_raw", {})

@@ -19,6 +19,9 @@ LOADED_ENTITIES = ("companies", "contacts", "products", "members", "assets")
 
 ALL_ENTITIES = REFERENCE_ENTITIES + LOADED_ENTITIES
 
+# What each map stage reads besides its own staged records: the companies' decisions.
+MAP_INPUTS = {"contacts": "companies", "assets": "companies"}
+
 # Spend lines are staged like the others, then derived into `spend` through the loaded
 # companies and products (orchestration/spend_assets.py), not mapped by the mapping engine.
 DERIVED_ENTITIES = ("spend",)

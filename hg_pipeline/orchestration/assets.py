@@ -35,7 +35,7 @@ from hg_pipeline.connectors import CredentialError
 from hg_pipeline.connectors.registry import source
 from hg_pipeline.extract import ExtractError, extract_entity
 from hg_pipeline.imports.batches import staged_summary
-from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, NORMALIZED_FIELDS, REFERENCE_ENTITIES
+from hg_pipeline.entities import ENTITY_LOADS, LOADED_ENTITIES, MAP_INPUTS, NORMALIZED_FIELDS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.engine import MappingResult
 from hg_pipeline.orchestration.handoff import release, released_reason
 from hg_pipeline.orchestration.checks import check_specs, run_checks
@@ -59,8 +59,6 @@ from hg_pipeline.warehouse.tenants import TenantError, get_tenant
 EXTRACT_GROUP, MAP_GROUP, LOAD_GROUP = "extract", "map", "load"
 WORKLIST_GROUP = "worklist"  # the initial sync's mapping worklist, outside the full sync's groups
 
-# What each map stage reads besides its own staged records.
-MAP_INPUTS = {"contacts": "companies", "assets": "companies"}
 MAP_DEPS = {"products": ["product_categories_raw"], "companies": ["company_types_raw"],
             "contacts": ["contact_types_raw"]}
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine, bindparam, exists, func, select, text
 
-from hg_pipeline.entities import REFERENCE_ENTITIES
+from hg_pipeline.entities import LOADED_ENTITIES, MAP_INPUTS, REFERENCE_ENTITIES
 from hg_pipeline.mapping.categories import CategoryTree
 from hg_pipeline.mapping.document import MappingDocument, parse_document
 from hg_pipeline.mapping.engine import PENDING, Decision, MappingContext, MappingResult, map_entity
@@ -26,7 +26,9 @@ from hg_pipeline.warehouse.bulk import (
     chunks, copy_rows, create_temp_twin, distinct_from, index_temp, qualified, temp_ref, utc,
 )
 from hg_pipeline.warehouse.load import tenant_category_rows
-from hg_pipeline.warehouse.map_marks import MapMark, read_mark, staged_changes, staged_through, upstream_key
+from hg_pipeline.warehouse.map_marks import (
+    MapMark, marked_at, read_mark, staged_changes, staged_through, upstream_key,
+)
 from hg_pipeline.warehouse.mappings import StoredMapping, current_mapping, mapping_version
 from hg_pipeline.warehouse.staging import (
     StagedRecord, quarantine_records, staged_first_seen_after, staged_records, streamed_records,
@@ -222,6 +224,68 @@ def _depends_on(upstream: MappingResult | None, paths: Iterable[str], categories
                              *((c["psa_id"], c["name"], c.get("parent_psa_id") or "", c.get("path") or "")
                                for c in categories)])
     return ""
+
+
+# --- what a remap reaches -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemapReach:
+    version: int  # the mapping version in force
+    entities: tuple[str, ...]  # the loaded entities to map and load again, in load order
+    inputs: tuple[str, ...]  # mapped only as another's input (the companies for contacts): not loaded
+    left: tuple[str, ...]  # neither: the remap cannot change one of their decisions
+
+
+def remap_reach(engine: Engine, tenant_id: str) -> RemapReach | None:
+    """Which loaded entities a remap must map and load again; None when no mapping is stored
+    (the run itself then fails with that). An entity is left out only when its last load's
+    map mark shows that mapping it now would decide every record as then (`_decided_as_loaded`).
+    Contacts and assets read the companies' decisions: they follow the companies, and follow
+    them too when their last load is older than the companies' (a run whose contacts map
+    failed, or companies materialized alone in the UI). A reached reader takes the companies'
+    map as its input; when the companies themselves are not reached, that map is not loaded
+    (it would change no row, and its mark would make the other reader look stale). Spend
+    decides for itself (its own mark)."""
+    stored = current_mapping(engine, tenant_id)
+    if stored is None:
+        return None
+    document = _document(stored)
+    reached = {entity for entity in LOADED_ENTITIES
+               if not _decided_as_loaded(engine, tenant_id, entity, stored.version, document)}
+    marked = marked_at(engine, tenant_id)
+    reached |= {reader for reader, upstream in MAP_INPUTS.items()
+                if upstream in reached or marked.get(reader) is None or marked.get(upstream) is None
+                or marked[reader] < marked[upstream]}
+    inputs = {MAP_INPUTS[reader] for reader in reached & set(MAP_INPUTS)} - reached
+    left = set(LOADED_ENTITIES) - reached - inputs
+    return RemapReach(stored.version, _in_load_order(reached), _in_load_order(inputs), _in_load_order(left))
+
+
+def _in_load_order(entities: set[str]) -> tuple[str, ...]:
+    return tuple(entity for entity in LOADED_ENTITIES if entity in entities)
+
+
+def _decided_as_loaded(engine: Engine, tenant_id: str, entity: str, version: int, document: MappingDocument) -> bool:
+    """Whether mapping `entity` with `document` (version `version`) now decides each record as
+    its last load did: nothing staged since that load's map, the same rules (`_same_rules`),
+    no record rule (a `map` rule's target may have changed: `_delta` maps those again too) and,
+    for products, no smart mapping and the same category tree and PSA categories. The companies'
+    decisions that contacts and assets read are `remap_reach`'s to follow."""
+    last = read_mark(engine, tenant_id, entity)
+    if last is None or last.staged_through is None or last.mapping_version is None:
+        return False
+    if last.staged_through != staged_through(engine, tenant_id, entity):
+        return False
+    if getattr(document, entity).records:
+        return False
+    if last.mapping_version != version and not _same_rules(engine, tenant_id, entity, last.mapping_version, document):
+        return False
+    if entity == "products":
+        if document.products.smart_mapping.enabled:
+            return False
+        categories = [s.record for s in staged_records(engine, tenant_id, "product_categories")]
+        return last.upstream_key == _depends_on(None, _category_tree(engine, tenant_id).paths(), categories)
+    return True
 
 
 # --- the worklist -----------------------------------------------------------------------

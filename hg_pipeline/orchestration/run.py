@@ -16,12 +16,14 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions
 from sqlalchemy import Engine, update
 
 from hg_pipeline import secrets
 from hg_pipeline.orchestration.home import dagster_instance
+from hg_pipeline.orchestration.assets import LOAD_GROUP, MAP_GROUP
 from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, OPS_CONFIG_BY_KIND, RECONCILE_OPS_CONFIG, sync_tags
+from hg_pipeline.orchestration.mapping_stage import RemapReach, remap_reach
 from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import PsaResource, psa_resource, warehouse_resource
@@ -44,6 +46,7 @@ class SyncOutcome:
     failed_step: str | None = None
     reason: str | None = None
     stages: dict[str, dict] = field(default_factory=dict)  # asset name -> materialization metadata
+    reach: RemapReach | None = None  # a remap's: the entities it mapped again and those it left
 
 
 def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterInstance | None = None,
@@ -76,6 +79,11 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     alive = locks.run_alive_name(run_id)
     # Alive from before its row exists, so no sensor can take the row for a dead run's.
     with outage.reported(tenant_id, database_url, NOTHING_DONE):
+        reach = remap_reach(engine, tenant_id) if kind == "remap" else None
+        selection = _remap_selection(defs, reach) if reach is not None and (reach.left or reach.inputs) else None
+        if selection is not None:
+            names = {key.to_user_string() for key in selection}
+            run_config["ops"] = {op: config for op, config in run_config["ops"].items() if op in names}
         locks.acquire(engine, alive)
         try:
             with engine.begin() as conn:  # the row names the run from the start, so sensors find it
@@ -90,7 +98,7 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
             try:
                 result = job.execute_in_process(
                     run_config=run_config, instance=instance, partition_key=tenant_id, raise_on_error=False,
-                    run_id=run_id, tags=sync_tags(tenant, kind),
+                    run_id=run_id, tags=sync_tags(tenant, kind), asset_selection=selection,
                 )
             except BaseException as exc:
                 _end_failed(instance, run_id, exc)
@@ -98,7 +106,7 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
         story = read_events(result.all_events)
         outcome = SyncOutcome(tenant_id, kind, result.run_id, result.success,
                               (datetime.now(timezone.utc) - started).total_seconds(),
-                              story.failed_step, story.reason, story.stages)
+                              story.failed_step, story.reason, story.stages, reach)
         consequence = ROLLED_BACK if not outcome.success else (
             f"the sync itself succeeded (dagster run {run_id}); its sync_runs row is finished when the "
             "warehouse returns")
@@ -107,6 +115,14 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     finally:
         _release(engine, alive)
     return outcome
+
+
+def _remap_selection(defs: Definitions, reach: RemapReach) -> list[AssetKey]:
+    """The remap job's assets without the stages `reach` leaves: both of a left entity, the
+    load of one mapped only as an input."""
+    skipped = {*(f"{entity}_mapped" for entity in reach.left), *reach.left, *reach.inputs}
+    return [spec.key for spec in defs.resolve_all_asset_specs()
+            if spec.group_name in (MAP_GROUP, LOAD_GROUP) and spec.key.to_user_string() not in skipped]
 
 
 def _end_failed(instance: DagsterInstance, run_id: str, exc: BaseException) -> None:
@@ -146,6 +162,8 @@ def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict) -
             status="success" if outcome.success else "failure",
             finished_at=datetime.now(timezone.utc),
             summary=secrets.scrub(json.dumps(summary)),
-            mapping_version=applied_mapping_version(outcome.kind, summary) if outcome.success else None,
+            # A remap applies the version in force to what it left too: their decisions are that version's.
+            mapping_version=None if not outcome.success else outcome.reach.version if outcome.reach else
+            applied_mapping_version(outcome.kind, summary),
             error=None if outcome.success else secrets.scrub(f"{outcome.failed_step or 'run'}: {outcome.reason}"),
         ))

@@ -80,6 +80,14 @@ def staged_changes(engine: Engine, tenant_id: str, entity: str, since: datetime 
                          gone=[psa_id for psa_id, vanished in rows if vanished is not None], live=live)
 
 
+def marked_at(engine: Engine, tenant_id: str) -> dict[str, datetime]:
+    """entity -> when a load last stored its mark."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(map_marks.c.entity, map_marks.c.updated_at).where(
+            map_marks.c.tenant_id == tenant_id)).all()
+    return {entity: utc(moment) for entity, moment in rows}
+
+
 def store_mark(conn: Connection, tenant_id: str, entity: str, mark: MapMark) -> None:
     """In the load's transaction: the next delta map starts from `mark`."""
     values = {"mapping_version": mark.mapping_version, "staged_through": mark.staged_through,

@@ -159,9 +159,10 @@ def test_a_new_version_with_the_same_rules_takes_its_number_without_a_whole_map(
     assert read_worklist(warehouse, tenant).decided_with == {version}
 
 
-def test_a_remap_maps_whole_only_the_sections_that_changed(warehouse, pg_url, instance, simulator, make_tenant):
+def test_a_remap_maps_only_the_sections_that_changed(warehouse, pg_url, instance, simulator, make_tenant):
     """Products rules changed (Misc imported, not ignored): products are mapped whole, the
-    others as a delta of nothing; the result is a whole map's (a full sync changes nothing)."""
+    others are not run at all (no decision of theirs can change); the result is a whole map's
+    (a reconcile right after changes nothing)."""
     tenant = make_tenant("acme", simulator)
     assert run_sync(pg_url, tenant, "full", instance=instance).success
     before = live_rows(warehouse, "products", tenant)
@@ -169,10 +170,12 @@ def test_a_remap_maps_whole_only_the_sections_that_changed(warehouse, pg_url, in
                                                                     '"Misc": {action: import}')).version
     remap = run_sync(pg_url, tenant, "remap", instance=instance)
     assert remap.success, remap.reason
-    assert remap.stages["products_mapped"]["mode"] == "whole"
-    for entity in ("contacts", "members", "assets"):
-        assert (remap.stages[f"{entity}_mapped"]["mode"], remap.stages[f"{entity}_mapped"]["remapped"]) == (
-            "delta", 0), entity
+    assert (remap.reach.entities, remap.reach.inputs) == (("products",), ())
+    assert remap.reach.left == ("companies", "contacts", "members", "assets")
+    assert {name for name in remap.stages if not name.startswith("spend")} == {"products_mapped", "products"}
+    assert "left as loaded (the mapping change reaches none of their decisions): companies, contacts, members, " \
+           "assets" in format_outcome(remap)
+    assert run_sync(pg_url, tenant, "remap", instance=instance).reach.entities == ()  # applied: nothing left to do
     misc = {str(p["id"]) for p in simulator.dataset.catalog if p["category"]["name"] == "Misc"}
     assert misc and misc <= set(live_rows(warehouse, "products", tenant)) and not misc & set(before)
     assert remap.stages["spend_mapped"]["mode"] == "derived"  # products moved: spend follows
@@ -198,7 +201,42 @@ def test_a_version_change_maps_whole_where_new_records_wait_for_review(
     remap = run_sync(pg_url, tenant, "remap", instance=instance)
     assert remap.success, remap.reason
     assert remap.stages["contacts_mapped"]["mode"] == "whole"
-    assert remap.stages["assets_mapped"]["mode"] == "delta"
+    # the companies are the contacts' input, mapped but not loaded (their rows cannot change)
+    assert (remap.reach.entities, remap.reach.inputs) == (("contacts",), ("companies",))
+    assert "companies_mapped" in remap.stages and "companies" not in remap.stages and "assets_mapped" not in remap.stages
+    rows = _all_rows(warehouse, tenant)
+    again = run_sync(pg_url, tenant, "remap", instance=instance)  # the assets are not made to look stale
+    assert again.success and again.reach.entities == ()
+    assert run_sync(pg_url, tenant, "full", instance=instance, reconcile=True).success
+    assert _all_rows(warehouse, tenant) == rows
+
+
+def test_a_remap_follows_companies_loaded_without_their_contacts(warehouse, pg_url, instance, simulator,
+                                                                 make_tenant):
+    """Companies materialized alone (as from the UI) under a version that ignores a company
+    type: the contacts and assets loaded before them read the old decisions, so the next remap
+    maps them again, though their own rules and records did not change."""
+    from dagster import AssetKey
+
+    from hg_pipeline.definitions import build_definitions
+    from hg_pipeline.orchestration.resources import psa_resource, warehouse_resource
+
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    contacts = live_rows(warehouse, "contacts", tenant)
+    store_mapping(warehouse, tenant, TEST_MAPPING.replace("Partner: supplier", "Partner: ignore"))
+    defs = build_definitions({"warehouse": warehouse_resource(pg_url), "psa": psa_resource()})
+    alone = defs.resolve_job_def("remap").execute_in_process(
+        instance=instance, partition_key=tenant, asset_selection=[AssetKey("companies_mapped"), AssetKey("companies")],
+        run_config={"ops": {"companies_mapped": {"config": {"incremental": True}}}})
+    assert alone.success
+    assert live_rows(warehouse, "contacts", tenant) == contacts  # not yet
+    remap = run_sync(pg_url, tenant, "remap", instance=instance)
+    assert remap.success, remap.reason
+    assert remap.reach.entities == ("contacts", "assets") and remap.reach.inputs == ("companies",)
+    partners = {c["id"] for c in simulator.dataset.companies if c["types"][0]["name"] == "Partner"}
+    theirs = {str(c["id"]) for c in simulator.dataset.contacts if c["company"]["id"] in partners}
+    assert theirs & set(contacts) and not theirs & set(live_rows(warehouse, "contacts", tenant))
 
 
 def test_a_company_whose_decision_changes_takes_its_contacts_along(warehouse, pg_url, instance, simulator,
