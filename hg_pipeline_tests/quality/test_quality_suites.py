@@ -246,10 +246,10 @@ def test_another_ge_context_in_the_process_does_not_break_the_checks(mapped_fram
     assert project_manager.get_current_project() is theirs  # left in place
 
 
-def test_great_expectations_is_ready_without_importing_scipy_stats():
-    """warm_up leaves scipy.stats to first use (no suite here needs it); a validation still runs,
-    and scipy.stats, once asked for, is the real module. A process of its own: another test may
-    have imported scipy.stats already."""
+def test_great_expectations_is_ready_without_importing_what_no_suite_uses():
+    """warm_up leaves scipy.stats and altair to their first use (no suite here needs them); a
+    validation still runs, and each, once asked for, is the real module. A process of its own:
+    another test may have imported them already."""
     import subprocess
     import sys
 
@@ -258,14 +258,17 @@ def test_great_expectations_is_ready_without_importing_scipy_stats():
         "import pandas as pd\n"
         "from hg_pipeline.quality import check_mapped, warm_up\n"
         "warm_up()\n"
-        "assert 'scipy.stats._stats_py' not in sys.modules, 'scipy.stats was imported'\n"
         "frame = pd.DataFrame([{'tenant_id': 't', 'id': 'm1', 'psa_id': '1', 'name': 'A', 'email': 'a@b.io',"
         " 'invite_status': 'not_invited'}])\n"
         "outcome = check_mapped('members', frame)\n"
         "assert outcome.passed, outcome.description\n"
+        "assert 'scipy.stats._stats_py' not in sys.modules, 'scipy.stats was imported'\n"
+        "assert 'altair.vegalite' not in sys.modules, 'altair was imported'\n"
         "from scipy import stats\n"
         "assert abs(stats.entropy([0.5, 0.5], [0.4, 0.6]) - 0.0204110) < 1e-6\n"
         "assert type(sys.modules['scipy'].stats).__name__ == 'module'\n"
+        "import altair\n"
+        "assert altair.Chart.__module__.startswith('altair.') and type(sys.modules['altair']).__name__ == 'module'\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
