@@ -3,10 +3,11 @@ that every sync run carries."""
 
 from urllib.parse import urlsplit
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetKey, AssetSelection, define_asset_job
 
 from hg_pipeline.entities import DERIVED_ENTITIES, LOADED_ENTITIES, REFERENCE_ENTITIES
 from hg_pipeline.orchestration.assets import EXTRACT_GROUP, LOAD_GROUP, MAP_GROUP
+from hg_pipeline.orchestration.mapping_stage import RemapReach
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.warehouse.tenants import Tenant
 
@@ -98,6 +99,17 @@ nightly_resync_job = define_asset_job(
     config={"ops": NIGHTLY_OPS_CONFIG},
     description="Fetches what changed since the last extraction, then maps and loads.",
 )
+
+def remap_plan(reach: RemapReach | None) -> tuple[list[AssetKey] | None, dict]:
+    """What a remap with `reach` (mapping_stage.remap_reach) runs: the remap job's assets to
+    select (None: all of them) and their ops config. Left out: both stages of an entity it
+    leaves, the load of one mapped only as an input. Spend's stages always run."""
+    if reach is None or not (reach.left or reach.inputs):
+        return None, DELTA_OPS_CONFIG
+    names = [*(f"{entity}_mapped" for entity in (*reach.entities, *reach.inputs)), *reach.entities,
+             *(f"{entity}_mapped" for entity in DERIVED_ENTITIES), *DERIVED_ENTITIES]
+    return [AssetKey(name) for name in names], {op: c for op, c in DELTA_OPS_CONFIG.items() if op in names}
+
 
 JOBS_BY_KIND = {
     "initial": initial_sync_job,

@@ -16,13 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions
+from dagster import DagsterInstance, DagsterRunStatus
 from sqlalchemy import Engine, update
 
 from hg_pipeline import secrets
 from hg_pipeline.orchestration.home import dagster_instance
-from hg_pipeline.orchestration.assets import LOAD_GROUP, MAP_GROUP
-from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, OPS_CONFIG_BY_KIND, RECONCILE_OPS_CONFIG, sync_tags
+from hg_pipeline.orchestration.jobs import JOBS_BY_KIND, OPS_CONFIG_BY_KIND, RECONCILE_OPS_CONFIG, remap_plan, sync_tags
 from hg_pipeline.orchestration.mapping_stage import RemapReach, remap_reach
 from hg_pipeline.orchestration.outcomes import applied_mapping_version, read_events
 from hg_pipeline.orchestration.partitions import tenants_partitions
@@ -80,10 +79,9 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     # Alive from before its row exists, so no sensor can take the row for a dead run's.
     with outage.reported(tenant_id, database_url, NOTHING_DONE):
         reach = remap_reach(engine, tenant_id) if kind == "remap" else None
-        selection = _remap_selection(defs, reach) if reach is not None and (reach.left or reach.inputs) else None
-        if selection is not None:
-            names = {key.to_user_string() for key in selection}
-            run_config["ops"] = {op: config for op, config in run_config["ops"].items() if op in names}
+        selection = None
+        if kind == "remap":
+            selection, run_config["ops"] = remap_plan(reach)
         locks.acquire(engine, alive)
         try:
             with engine.begin() as conn:  # the row names the run from the start, so sensors find it
@@ -115,14 +113,6 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     finally:
         _release(engine, alive)
     return outcome
-
-
-def _remap_selection(defs: Definitions, reach: RemapReach) -> list[AssetKey]:
-    """The remap job's assets without the stages `reach` leaves: both of a left entity, the
-    load of one mapped only as an input."""
-    skipped = {*(f"{entity}_mapped" for entity in reach.left), *reach.left, *reach.inputs}
-    return [spec.key for spec in defs.resolve_all_asset_specs()
-            if spec.group_name in (MAP_GROUP, LOAD_GROUP) and spec.key.to_user_string() not in skipped]
 
 
 def _end_failed(instance: DagsterInstance, run_id: str, exc: BaseException) -> None:

@@ -25,8 +25,10 @@ from hg_pipeline.orchestration.jobs import (
     full_sync_job,
     initial_sync_job,
     remap_job,
+    remap_plan,
     sync_tags,
 )
+from hg_pipeline.orchestration.mapping_stage import remap_reach
 from hg_pipeline.orchestration.partitions import tenants_partitions
 from hg_pipeline.orchestration.resources import WarehouseResource
 from hg_pipeline.warehouse.mappings import latest_versions
@@ -77,11 +79,13 @@ def mapping_change_sensor(context: SensorEvaluationContext, warehouse: Warehouse
     versions = latest_versions(engine)
     partitions = set(context.instance.get_dynamic_partitions(tenants_partitions.name))
     applied = applied_versions(engine)  # by a full sync, remap or nightly resync, whoever ran it
-    requests = [
-        RunRequest(partition_key=t, run_key=f"remap-{t}-v{v}", tags={TENANT_TAG: t, KIND_TAG: "remap"})
-        for t, v in sorted(versions.items())
-        if handled.get(t) != v and applied.get(t, 0) < v and t in partitions and has_staged_records(engine, t)
-    ]
+    requests = []
+    for t, v in sorted(versions.items()):
+        if handled.get(t) != v and applied.get(t, 0) < v and t in partitions and has_staged_records(engine, t):
+            selection, ops = remap_plan(remap_reach(engine, t))  # the stages the new version reaches
+            requests.append(RunRequest(partition_key=t, run_key=f"remap-{t}-v{v}",
+                                       tags={TENANT_TAG: t, KIND_TAG: "remap"}, asset_selection=selection,
+                                       run_config={"ops": ops}))
     context.update_cursor(json.dumps(versions, sort_keys=True))
     return requests or SkipReason("no new mapping version with staged data")
 

@@ -112,6 +112,58 @@ def test_mapping_sensor_launches_one_remap_per_new_version(warehouse, pg_url, in
     assert json.loads(context.cursor) == {tenant: 2}
 
 
+def test_the_sensor_remap_runs_the_stages_the_new_version_reaches(warehouse, pg_url, instance, simulator,
+                                                                     make_tenant):
+    """A products-only change: the sensor's run request selects the products' and spend's
+    stages, with their config; run as the daemon would, it moves the products."""
+    from hg_pipeline.definitions import build_definitions
+    from hg_pipeline.orchestration.resources import psa_resource, warehouse_resource
+
+    tenant = make_tenant("acme", simulator)
+    assert run_sync(pg_url, tenant, "full", instance=instance).success
+    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        mapping_change_sensor(context)  # version 1 is applied already: nothing requested
+        cursor = context.cursor
+    store_mapping(warehouse, tenant, TEST_MAPPING.replace(
+        '    "Misc": {action: ignore}', '    "Misc": {action: ignore}\n    "Telecom": {action: ignore}'))
+    with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        [request] = mapping_change_sensor(context)
+    assert [key.to_user_string() for key in request.asset_selection] == [
+        "products_mapped", "products", "spend_mapped", "spend"]
+    assert set(request.run_config["ops"]) == {"products_mapped", "spend_mapped"}
+    before = _product_categories(warehouse, tenant)
+    defs = build_definitions({"warehouse": warehouse_resource(pg_url), "psa": psa_resource()})
+    run = defs.resolve_job_def("remap").execute_in_process(
+        run_config=request.run_config, instance=instance, partition_key=request.partition_key,
+        asset_selection=request.asset_selection, tags=request.tags)
+    assert run.success
+    telecom = {str(p["id"]) for p in simulator.dataset.catalog if p["category"]["name"] == "Telecom"}
+    assert telecom and set(before) - set(_product_categories(warehouse, tenant)) == telecom
+
+
+def test_a_remap_plan_names_the_remap_jobs_own_assets(pg_url):
+    """remap_plan builds asset names from entity names: they must be the remap job's assets."""
+    from hg_pipeline.definitions import build_definitions
+    from hg_pipeline.entities import LOADED_ENTITIES
+    from hg_pipeline.orchestration.assets import LOAD_GROUP, MAP_GROUP
+    from hg_pipeline.orchestration.jobs import DELTA_OPS_CONFIG, remap_plan
+    from hg_pipeline.orchestration.mapping_stage import RemapReach
+    from hg_pipeline.orchestration.resources import psa_resource, warehouse_resource
+
+    defs = build_definitions({"warehouse": warehouse_resource(pg_url), "psa": psa_resource()})
+    job_assets = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()
+                  if spec.group_name in (MAP_GROUP, LOAD_GROUP)}
+    assert remap_plan(RemapReach(1, LOADED_ENTITIES, (), ())) == (None, DELTA_OPS_CONFIG)
+    all_but_members = tuple(e for e in LOADED_ENTITIES if e != "members")
+    selection, ops = remap_plan(RemapReach(1, all_but_members, (), ("members",)))
+    assert {key.to_user_string() for key in selection} | {"members_mapped", "members"} == job_assets
+    assert set(ops) == set(DELTA_OPS_CONFIG) - {"members_mapped"}
+    selection, _ = remap_plan(RemapReach(1, ("contacts",), ("companies",), ("products", "members", "assets")))
+    assert sorted(key.to_user_string() for key in selection) == [
+        "companies_mapped", "contacts", "contacts_mapped", "spend", "spend_mapped"]
+
+
 def _product_categories(engine, tenant_id: str) -> dict[str, str]:
     with engine.connect() as conn:
         return dict(conn.execute(select(products.c.psa_id, products.c.category_id).where(
