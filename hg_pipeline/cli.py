@@ -1,7 +1,8 @@
 """`hg-pipeline`: the command line of the product contract (section 2).
 
 Exit status 0 on success, 2 on bad input or a failed sync, with a one-line reason
-on stderr (naming the field, the line or the failing step).
+on stderr (naming the field, the line or the failing step), 141 without a word when the
+reader of stdout went away.
 """
 
 from __future__ import annotations
