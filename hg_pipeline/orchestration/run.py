@@ -78,9 +78,9 @@ def run_sync(database_url: str, tenant_id: str, kind: str, *, instance: DagsterI
     alive = locks.run_alive_name(run_id)
     # Alive from before its row exists, so no sensor can take the row for a dead run's.
     with outage.reported(tenant_id, database_url, NOTHING_DONE):
-        reach = remap_reach(engine, tenant_id) if kind == "remap" else None
-        selection = None
+        reach, selection = None, None
         if kind == "remap":
+            reach = remap_reach(engine, tenant_id)
             selection, run_config["ops"] = remap_plan(reach)
         locks.acquire(engine, alive)
         try:
@@ -147,13 +147,15 @@ def _finish_patiently(engine: Engine, sync_id: int, outcome: SyncOutcome, summar
 
 
 def _finish(engine: Engine, sync_id: int, outcome: SyncOutcome, summary: dict) -> None:
+    applied = None
+    if outcome.success:
+        # A remap applies the version in force to what it left too: their decisions are that version's.
+        applied = outcome.reach.version if outcome.reach else applied_mapping_version(outcome.kind, summary)
     with engine.begin() as conn:
         conn.execute(update(sync_runs).where(sync_runs.c.id == sync_id).values(
             status="success" if outcome.success else "failure",
             finished_at=datetime.now(timezone.utc),
             summary=secrets.scrub(json.dumps(summary)),
-            # A remap applies the version in force to what it left too: their decisions are that version's.
-            mapping_version=None if not outcome.success else outcome.reach.version if outcome.reach else
-            applied_mapping_version(outcome.kind, summary),
+            mapping_version=applied,
             error=None if outcome.success else secrets.scrub(f"{outcome.failed_step or 'run'}: {outcome.reason}"),
         ))
