@@ -44,6 +44,7 @@ import logging  # noqa: E402
 
 from hg_pipeline import secrets
 from hg_pipeline.connectors.registry import SOURCES, demo_ready
+from hg_pipeline.runtime import collect_less
 from hg_pipeline.mapping.smart.commands import add_commands as add_smart_commands
 from hg_pipeline.warehouse import db
 
@@ -62,6 +63,7 @@ def run() -> None:
     """The `hg-pipeline` console script: `main`, then a quick exit (`_exit_without_teardown`).
     A traceback (a bug) or argparse's own exit leave through the interpreter's usual exit."""
     global _finished_status
+    collect_less()  # the whole process: importing Dagster and the asset graph alone cost full collections
     _finished_status = main()
     sys.exit(_finished_status)
 

@@ -52,13 +52,14 @@ from hg_pipeline.warehouse.staging import (
     Progress,
     StageCounts,
     discard_progress,
-    inflight_ids,
     live_staged_count,
     mark_vanished,
     merge_inflight,
     open_progress,
+    page_connection,
     propose_watermark,
     quarantine_records,
+    read_ids,
     saved_progress,
     stage_page,
     unstaged_inflight_count,
@@ -194,7 +195,7 @@ class Reading:
                 discard_progress(conn, tenant_id, entity)
             progress = open_progress(conn, tenant_id, entity, since, run_id, now)
             live_staged = live_staged_count(conn, tenant_id, entity)
-            seen = inflight_ids(conn, tenant_id, entity) if progress.resume_token else set()
+            seen = read_ids(conn, tenant_id, entity, progress.direct) if progress.resume_token else set()
         result = ExtractResult(mode="full" if since is None else "incremental", counts=StageCounts(),
                                resumed_pages=progress.pages)
         if progress.resume_token:
@@ -215,25 +216,28 @@ class Reading:
         _discard(self.engine, self.tenant_id, self.entity)
 
     def stage(self, pages: Iterable[list], normalize: Normalize, payload_id: PayloadId) -> None:
-        for page in pages:
-            good, bad = [], []
-            for payload in page:
-                try:
-                    record = normalize(self.entity, payload)
-                except RecordError as exc:
-                    bad.append((payload_id(payload), str(exc), payload))
-                    continue
-                if record["psa_id"] in self.seen:
-                    bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
-                    continue
-                self.seen.add(record["psa_id"])
-                good.append((record["psa_id"], payload, record))
-            with self.engine.begin() as conn:
-                stage_page(conn, self.tenant_id, self.entity, good, getattr(page, "resume", None))
-                quarantine_records(conn, self.tenant_id, self.entity, bad, self.run_id, datetime.now(timezone.utc))
-            self.result.quarantined.extend(bad)
-            preview = self.result.preview
-            preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
+        with page_connection(self.engine) as conn:
+            for page in pages:
+                good, bad = [], []
+                for payload in page:
+                    try:
+                        record = normalize(self.entity, payload)
+                    except RecordError as exc:
+                        bad.append((payload_id(payload), str(exc), payload))
+                        continue
+                    if record["psa_id"] in self.seen:
+                        bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
+                        continue
+                    self.seen.add(record["psa_id"])
+                    good.append((record["psa_id"], payload, record))
+                with conn.begin():  # the page, its quarantine and where the read can continue
+                    stage_page(conn, self.tenant_id, self.entity, self.progress, self.run_id, good,
+                               getattr(page, "resume", None))
+                    quarantine_records(conn, self.tenant_id, self.entity, bad, self.run_id,
+                                       datetime.now(timezone.utc))
+                self.result.quarantined.extend(bad)
+                preview = self.result.preview
+                preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
 
     def known(self) -> int:
         """Records staged (live) or read now: what the PSA lists if nothing vanished. (Staging
@@ -246,8 +250,7 @@ class Reading:
         lists, after an incremental read."""
         started = self.progress.started_at
         with self.engine.begin() as conn:
-            counts = merge_inflight(conn, self.tenant_id, self.entity, self.run_id, started,
-                                    full=self.progress.since is None)
+            counts = merge_inflight(conn, self.tenant_id, self.entity, self.run_id, self.progress)
             if present is not None:
                 counts.vanished = mark_vanished(conn, self.tenant_id, self.entity, present, started)
             propose_watermark(conn, self.tenant_id, self.entity, started, at_load=self.entity in LOADED_ENTITIES)

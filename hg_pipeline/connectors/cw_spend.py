@@ -43,6 +43,7 @@ from hg_pipeline.connectors.spend_lines import DEFAULT_CURRENCY, decimal, line_n
 from hg_pipeline.connectors.spend_lines import SPEND_MONTHS, window  # noqa: F401 - the connector's window
 from hg_pipeline.connectors.spend_lines import month_of as _month
 
+AGREEMENTS_PER_PAGE = 100  # the lines of this many agreements make one page to stage
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "semi-annual": 6, "annual": 12, "yearly": 12}
 
 AGREEMENTS = Endpoint("spend", "finance/agreements", paginator="counted_pages")
@@ -112,7 +113,7 @@ def spend_pages(connector, months: list[str]) -> Iterator[Page]:
         for _, page in read(connector, (AGREEMENTS,), lambda e: request_of(e, 'agreementStatus="Active"')):
             lines = []
             agreements = [a for a in page if isinstance(a, Mapping)]
-            for agreement, found in zip(agreements, pool.map(additions, agreements)):
+            for number, (agreement, found) in enumerate(zip(agreements, pool.map(additions, agreements)), 1):
                 head = {key: agreement.get(key) for key in ("id", "name", "company", "billingCycle", "currency")}
                 for addition in found:
                     if not isinstance(addition, Mapping):
@@ -120,7 +121,10 @@ def spend_pages(connector, months: list[str]) -> Iterator[Page]:
                     for month in billed_months(agreement, addition, months):
                         lines.append({"id": f"add-{addition.get('id')}-{month}", "month": month,
                                       "agreement": head, "addition": addition})
-            yield Page(lines)
+                if number % AGREEMENTS_PER_PAGE == 0 or number == len(agreements):
+                    # Staged while the pool fetches the next agreements' additions.
+                    yield Page(lines)
+                    lines = []
     invoices = {}
     for _, page in read(connector, (INVOICES,), request_of):
         for invoice in page:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
@@ -17,6 +18,7 @@ from hg_pipeline.connectors.http import (
     UNANSWERED_ATTEMPTS,
     Reachability,
 )
+from hg_pipeline.runtime import collect_less
 from hg_pipeline.warehouse import db
 from hg_pipeline.connectors.registry import source
 from hg_pipeline.warehouse.tenants import Tenant
@@ -27,12 +29,14 @@ class WarehouseResource(ConfigurableResource):
 
     Inside a run it also guards the tenant (orchestration/run_guard.py): the run holds the
     tenant's sync lock, waiting at most `lock_wait_seconds` for another sync of the tenant
-    to end, and carries its tags and sync_runs row. Sensors and schedules use it unguarded.
+    to end, and carries its tags and sync_runs row; and the run collects cyclic garbage less
+    often (`runtime.collect_less`). Sensors and schedules use it unguarded.
     """
 
     database_url: str
     lock_wait_seconds: float = 30.0
     _hold: object = PrivateAttr(default=None)
+    _gc_thresholds: tuple | None = PrivateAttr(default=None)
 
     def engine(self) -> Engine:
         return db.connect(self.database_url)
@@ -43,13 +47,17 @@ class WarehouseResource(ConfigurableResource):
         from hg_pipeline.orchestration.jobs import KIND_TAG
         from hg_pipeline.orchestration.run_guard import enter_run
 
-        if context.dagster_run.tags.get(KIND_TAG) in ("full", "nightly", "remap"):  # the kinds that check
-            from hg_pipeline.quality.suites import warm_up
+        self._gc_thresholds = collect_less()
+        try:
+            if context.dagster_run.tags.get(KIND_TAG) in ("full", "nightly", "remap"):  # the kinds that check
+                from hg_pipeline.quality.suites import warm_up
 
-            warm_up()
-
-        self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
-                               wait_seconds=self.lock_wait_seconds)
+                warm_up()
+            self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
+                                   wait_seconds=self.lock_wait_seconds)
+        except BaseException:
+            self._restore_gc()
+            raise
 
     def lost_tenant_lock(self) -> str | None:
         """Why this run no longer holds its tenant's lock, or None while it does (or is unguarded)."""
@@ -60,8 +68,16 @@ class WarehouseResource(ConfigurableResource):
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         from hg_pipeline.orchestration.run_guard import leave_run
 
-        leave_run(self.engine(), self._hold)
-        self._hold = None
+        try:
+            leave_run(self.engine(), self._hold)
+        finally:
+            self._hold = None
+            self._restore_gc()
+
+    def _restore_gc(self) -> None:
+        if self._gc_thresholds is not None:
+            gc.set_threshold(*self._gc_thresholds)
+            self._gc_thresholds = None
 
 
 class PsaResource(ConfigurableResource):

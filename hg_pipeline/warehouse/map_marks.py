@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 from sqlalchemy.types import NullType
 
 from hg_pipeline.warehouse.bulk import utc
+from hg_pipeline.warehouse.staging import first_read_under_way
 from hg_pipeline.warehouse.tables import map_marks, raw_records
 
 
@@ -56,6 +57,8 @@ def staged_through(engine: Engine, tenant_id: str, entity: str) -> datetime | No
     """The latest staging change of `entity`: what a map stage that reads staging now has seen."""
     t = raw_records
     with engine.connect() as conn:
+        if first_read_under_way(conn, tenant_id, entity):
+            return None
         seen, vanished = conn.execute(select(func.max(t.c.last_seen_at), func.max(t.c.vanished_at)).where(
             t.c.tenant_id == tenant_id, t.c.entity == entity)).one()
     moments = [utc(m) for m in (seen, vanished) if m is not None]
@@ -67,6 +70,8 @@ def staged_changes(engine: Engine, tenant_id: str, entity: str, since: datetime 
     t = raw_records
     scope = (t.c.tenant_id == tenant_id, t.c.entity == entity)
     with engine.connect() as conn:
+        if first_read_under_way(conn, tenant_id, entity):
+            return StagedChanges(changed=[], gone=[], live=0)
         live = conn.scalar(select(func.count()).select_from(t).where(*scope, t.c.vanished_at.is_(None)))
         query = select(t.c.psa_id, t.c.vanished_at).where(*scope)
         if since is not None:

@@ -4,6 +4,13 @@ An extraction commits its pages one by one into `raw_inflight` (with `extract_pr
 saying where the read can continue), where no map stage reads them; only a complete read is
 merged into `raw_records`, in one transaction (`merge_inflight`). A sync killed mid-read thus
 resumes after its last committed page, and a half-read entity never reaches a map stage.
+
+An entity's first full read (nothing of it staged) writes its pages straight into
+`raw_records` instead: copying them over again at the merge was a tenth of a first full sync.
+Its progress row says so (`direct`); while it is there every reader of staging here and in
+`map_marks` leaves the entity out (`first_read_under_way`), so a half-read entity still
+never reaches a map stage, and the merge only ends the progress.
+
 The watermark of incremental reads (`extract_cursors`) advances with the load's commit.
 """
 
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +54,7 @@ class Progress:
     resume_token: str | None
     pages: int
     records: int
+    direct: bool = False  # the entity's first read: its pages go straight into raw_records
 
 
 # --- an extraction under way: pages committed where no map stage reads them ----------------
@@ -57,15 +66,18 @@ def open_progress(conn: Connection, tenant_id: str, entity: str, since: datetime
     row = conn.execute(select(extract_progress).where(
         extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity)).mappings().first()
     if row is not None and row["resume_token"] is not None and _same_moment(row["since"], since) \
-            and inflight_count(conn, tenant_id, entity) == row["records"]:
+            and read_count(conn, tenant_id, entity, row["direct"]) == row["records"]:
         conn.execute(update(extract_progress).where(
             extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(run_id=run_id))
-        return Progress(since, utc(row["started_at"]), row["resume_token"], row["pages"], row["records"])
+        return Progress(since, utc(row["started_at"]), row["resume_token"], row["pages"], row["records"],
+                        row["direct"])
     discard_progress(conn, tenant_id, entity)
+    direct = since is None and conn.scalar(select(raw_records.c.psa_id).where(
+        raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity).limit(1)) is None
     conn.execute(extract_progress.insert(), {
         "tenant_id": tenant_id, "entity": entity, "since": since, "started_at": now, "run_id": run_id,
-        "resume_token": None, "pages": 0, "records": 0, "updated_at": now})
-    return Progress(since, now, None, 0, 0)
+        "resume_token": None, "pages": 0, "records": 0, "updated_at": now, "direct": direct})
+    return Progress(since, now, None, 0, 0, direct)
 
 
 def json_text(value: object) -> str:
@@ -84,18 +96,51 @@ def saved_progress(engine: Engine, tenant_id: str, entity: str) -> Progress | No
             extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity)).mappings().first()
     if row is None:
         return None
-    return Progress(utc(row["since"]), utc(row["started_at"]), row["resume_token"], row["pages"], row["records"])
+    return Progress(utc(row["since"]), utc(row["started_at"]), row["resume_token"], row["pages"], row["records"],
+                    row["direct"])
 
 
-def stage_page(conn: Connection, tenant_id: str, entity: str, records: Iterable[tuple[str, dict, dict]],
-               resume_token: str | None) -> int:
-    """Append one page to the extraction under way and note where the read can continue.
+@contextmanager
+def page_connection(engine: Engine) -> Iterator[Connection]:
+    """One connection for the pages of a read (`stage_page`, each in a transaction of its own):
+    no pool check-out, ping and reset per page.
+
+    On PostgreSQL a page's commit does not wait for its WAL flush (about 5 ms a page here): a
+    crash of PostgreSQL before the flush loses the page and its progress together, and empties
+    the UNLOGGED `raw_inflight` anyway, so the next run reads the entity afresh (`open_progress`
+    compares the counts). A process killed after the commit loses nothing."""
+    with engine.connect() as conn:
+        postgres = is_postgres(conn)
+        if postgres:
+            conn.exec_driver_sql("SET synchronous_commit = off")
+            conn.commit()
+        try:
+            yield conn
+        finally:
+            if postgres and not conn.invalidated:
+                conn.rollback()
+                conn.exec_driver_sql("RESET synchronous_commit")
+                conn.commit()
+
+
+def stage_page(conn: Connection, tenant_id: str, entity: str, read: Progress, run_id: str,
+               records: Iterable[tuple[str, dict, dict]], resume_token: str | None) -> int:
+    """Append one page to the extraction under way (`read`) and note where the read can continue.
 
     records: (psa_id, vendor payload, normalized record), checked by the connector
     (`connectors/records.py`) and unique within the read; JSON escapes control characters, so
     no NUL reaches a text column."""
-    rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record)) for psa_id, payload, record in records)
-    count = copy_rows(conn, qualified(conn, raw_inflight), _INFLIGHT, rows)
+    if read.direct:
+        # Stamped as `merge_inflight` stamps what it merges: with the read's start (on SQLite in
+        # the text form its plain parameter is stored in, which `map_marks` compares against).
+        now = read.started_at if is_postgres(conn) else str(read.started_at)
+        rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record), now, now, run_id)
+                for psa_id, payload, record in records)
+        count = copy_rows(conn, qualified(conn, raw_records), _RAW, rows)
+    else:
+        rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record))
+                for psa_id, payload, record in records)
+        count = copy_rows(conn, qualified(conn, raw_inflight), _INFLIGHT, rows)
     conn.execute(update(extract_progress).where(
         extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
         resume_token=resume_token, pages=extract_progress.c.pages + 1,
@@ -103,14 +148,24 @@ def stage_page(conn: Connection, tenant_id: str, entity: str, records: Iterable[
     return count
 
 
-def inflight_ids(conn: Connection, tenant_id: str, entity: str) -> set[str]:
-    return set(conn.scalars(select(raw_inflight.c.psa_id).where(
-        raw_inflight.c.tenant_id == tenant_id, raw_inflight.c.entity == entity)))
+def read_ids(conn: Connection, tenant_id: str, entity: str, direct: bool) -> set[str]:
+    """The ids the extraction under way has committed (`direct`: an entity's first read)."""
+    table = raw_records if direct else raw_inflight
+    return set(conn.scalars(select(table.c.psa_id).where(table.c.tenant_id == tenant_id, table.c.entity == entity)))
 
 
-def inflight_count(conn: Connection, tenant_id: str, entity: str) -> int:
-    return conn.scalar(select(func.count()).select_from(raw_inflight).where(
-        raw_inflight.c.tenant_id == tenant_id, raw_inflight.c.entity == entity))
+def read_count(conn: Connection, tenant_id: str, entity: str, direct: bool) -> int:
+    """How many records the extraction under way has committed (`direct`: an entity's first read)."""
+    table = raw_records if direct else raw_inflight
+    return conn.scalar(select(func.count()).select_from(table).where(
+        table.c.tenant_id == tenant_id, table.c.entity == entity))
+
+
+def first_read_under_way(conn: Connection, tenant_id: str, entity: str) -> bool:
+    """Whether `entity`'s first read is under way (or was interrupted): its records in
+    `raw_records` are not staged yet, and readers of staging leave them out."""
+    return bool(conn.scalar(select(extract_progress.c.direct).where(
+        extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity)))
 
 
 def unstaged_inflight_count(conn: Connection, tenant_id: str, entity: str) -> int:
@@ -123,7 +178,14 @@ def unstaged_inflight_count(conn: Connection, tenant_id: str, entity: str) -> in
 
 
 def discard_progress(conn: Connection, tenant_id: str, entity: str) -> None:
-    """Forget an extraction under way and the pages it committed."""
+    """Forget an extraction under way and the pages it committed: for an entity's first read,
+    every record of the entity in staging (no other was there when it began)."""
+    if first_read_under_way(conn, tenant_id, entity):
+        conn.execute(raw_records.delete().where(raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity))
+    _end_progress(conn, tenant_id, entity)
+
+
+def _end_progress(conn: Connection, tenant_id: str, entity: str) -> None:
     for table in (raw_inflight, extract_progress):
         conn.execute(table.delete().where(table.c.tenant_id == tenant_id, table.c.entity == entity))
 
@@ -133,26 +195,22 @@ def discard_progress(conn: Connection, tenant_id: str, entity: str) -> None:
 _PLANNED = "(tenant_id, entity, psa_id, last_seen_at, vanished_at)"
 
 
-def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, started_at: datetime, *,
-                   full: bool) -> StageCounts:
+def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, read: Progress) -> StageCounts:
     """The completed read into `raw_records` (the caller's transaction makes it one step): new
     and changed records counted and upserted, an unchanged one not rewritten (a second sync of
     an unchanged PSA writes nothing here); after a full read, staged records it did not receive
-    marked as vanished. The extraction under way is then over."""
+    marked as vanished. An entity's first read is there already: every record is new. The
+    extraction under way is then over."""
     raw, inflight = qualified(conn, raw_records), qualified(conn, raw_inflight)
     where = "i.tenant_id = :tenant AND i.entity = :entity"
-    params = {"tenant": tenant_id, "entity": entity, "now": started_at, "run": run_id}
-    received = inflight_count(conn, tenant_id, entity)
+    params = {"tenant": tenant_id, "entity": entity, "now": read.started_at, "run": run_id}
+    received = read_count(conn, tenant_id, entity, read.direct)
     scope = (raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity)
-    if conn.scalar(select(raw_records.c.psa_id).where(*scope).limit(1)) is None:
-        # The entity's first read: every record is new and none can vanish. A plain insert, no
-        # join and no conflict to check, writes staging in two thirds of the upsert's time.
+    if read.direct:
         counts = StageCounts(received=received, new=received)
-        conn.execute(text(f"INSERT INTO {raw} ({', '.join(_RAW)}) SELECT i.tenant_id, i.entity, i.psa_id,"
-                          f" i.payload, i.record, :now, :now, :run FROM {inflight} i WHERE {where}"), params)
     else:
         counts = _upsert_staged(conn, raw, inflight, where, params, received)
-        if full and conn.scalar(select(raw_records.c.psa_id).where(
+        if read.since is None and conn.scalar(select(raw_records.c.psa_id).where(
                 *scope, raw_records.c.vanished_at.is_(None)).limit(1)) is not None:
             counts.vanished = conn.execute(text(
                 # NOT EXISTS, an anti-join: NOT IN over a million ids that outgrow work_mem is a
@@ -163,7 +221,7 @@ def merge_inflight(conn: Connection, tenant_id: str, entity: str, run_id: str, s
             ), params).rowcount
     if is_postgres(conn) and counts.new >= ANALYZE_AFTER_NEW:
         conn.execute(text(f"ANALYZE {raw} {_PLANNED}"))
-    discard_progress(conn, tenant_id, entity)
+    _end_progress(conn, tenant_id, entity)
     return counts
 
 
@@ -261,6 +319,8 @@ def staged_records(engine: Engine, tenant_id: str, entity: str,
     given), ordered by psa_id."""
     query = _staged_query(tenant_id, entity)
     with engine.connect() as conn:
+        if first_read_under_way(conn, tenant_id, entity):
+            return []
         if psa_ids is None:
             rows = plain_rows(conn, query)
         else:
@@ -273,6 +333,8 @@ def streamed_records(engine: Engine, tenant_id: str, entity: str) -> Iterator[St
     """`staged_records` of the whole entity as a stream: a map stage holds one batch of them at
     a time, not the entity (a million records of the biggest tenant are over a GiB as dicts)."""
     with engine.connect() as conn:
+        if first_read_under_way(conn, tenant_id, entity):
+            return
         for batch in streamed_rows(conn, _staged_query(tenant_id, entity)):
             yield from map(_staged, batch)
 
@@ -283,6 +345,8 @@ def staged_first_seen_after(engine: Engine, tenant_id: str, entity: str, moment:
     t = raw_records
     query = _staged_query(tenant_id, entity).with_only_columns(t.c.psa_id, t.c.first_seen_at).order_by(None)
     with engine.connect() as conn:
+        if first_read_under_way(conn, tenant_id, entity):
+            return set()
         return {psa_id for batch in streamed_rows(conn, query) for psa_id, seen in batch if utc(seen) > moment}
 
 
@@ -302,6 +366,8 @@ def _staged(row: tuple) -> StagedRecord:
 def staged_payload(engine: Engine, tenant_id: str, entity: str, psa_id: str) -> dict | None:
     """The record exactly as the PSA returned it (for `mapping details`)."""
     with engine.connect() as conn:
+        if first_read_under_way(conn, tenant_id, entity):
+            return None
         payload = conn.scalar(select(raw_records.c.payload).where(
             raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity, raw_records.c.psa_id == psa_id))
     return None if payload is None else json.loads(payload)
@@ -322,10 +388,15 @@ def quarantine_records(conn: Connection, tenant_id: str, entity: str,
 
 def live_staged_count(conn: Connection, tenant_id: str, entity: str) -> int:
     """Records of `entity` the last extractions staged and did not see vanish."""
+    if first_read_under_way(conn, tenant_id, entity):
+        return 0
     return conn.scalar(select(func.count()).select_from(raw_records).where(
         raw_records.c.tenant_id == tenant_id, raw_records.c.entity == entity, raw_records.c.vanished_at.is_(None)))
 
 
 def has_staged_records(engine: Engine, tenant_id: str) -> bool:
     with engine.connect() as conn:
-        return conn.scalar(select(raw_records.c.psa_id).where(raw_records.c.tenant_id == tenant_id).limit(1)) is not None
+        reading = conn.scalars(select(extract_progress.c.entity).where(
+            extract_progress.c.tenant_id == tenant_id, extract_progress.c.direct)).all()
+        return conn.scalar(select(raw_records.c.psa_id).where(
+            raw_records.c.tenant_id == tenant_id, raw_records.c.entity.not_in(reading)).limit(1)) is not None

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -145,7 +146,9 @@ map_marks = Table(
 )
 
 # An extraction under way (or interrupted): the pages it committed sit in `raw_inflight`,
-# where no map stage reads them, until the read is complete and merged into `raw_records`.
+# where no map stage reads them, until the read is complete and merged into `raw_records`;
+# those of an entity's first read (`direct`, migration 0011) sit in `raw_records` already,
+# left out by every reader of staging until the read is merged.
 # `resume_token` is the connector's word for "continue after the last committed page".
 extract_progress = Table(
     "extract_progress",
@@ -159,6 +162,7 @@ extract_progress = Table(
     Column("pages", Integer, nullable=False),
     Column("records", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("direct", Boolean, nullable=False, server_default=false()),
 )
 
 # UNLOGGED on PostgreSQL (migration 0005), and without a foreign key to tenants (0010): see there.

@@ -20,7 +20,10 @@ from sqlalchemy import select
 from hg_pipeline.orchestration.resources import PsaResource
 from hg_pipeline.orchestration.run import run_sync
 from hg_pipeline.simulators.datasets import generate
-from hg_pipeline.warehouse.staging import watermark
+from hg_pipeline.warehouse.map_marks import StagedChanges, staged_changes, staged_through
+from hg_pipeline.warehouse.staging import (
+    live_staged_count, staged_first_seen_after, staged_records, streamed_records, watermark,
+)
 from hg_pipeline.warehouse.tables import extract_progress, raw_inflight, raw_records
 from hg_pipeline_tests.connectors.conformance import ADAPTERS, start_simulator
 from hg_pipeline_tests.orchestration.test_full_sync import live_rows
@@ -52,6 +55,16 @@ def _comparable(rows: dict[str, dict]) -> dict[str, dict]:
     return {psa_id: {k: v for k, v in row.items() if k not in TENANT_BOUND} for psa_id, row in rows.items()}
 
 
+def _assert_unstaged(engine, tenant: str, entity: str) -> None:
+    """Every reader of staging sees nothing of `entity`, whose first read is under way."""
+    assert staged_records(engine, tenant, entity) == [] and list(streamed_records(engine, tenant, entity)) == []
+    with engine.connect() as conn:
+        assert live_staged_count(conn, tenant, entity) == 0
+    assert staged_through(engine, tenant, entity) is None
+    assert staged_changes(engine, tenant, entity, None) == StagedChanges(changed=[], gone=[], live=0)
+    assert staged_first_seen_after(engine, tenant, entity, datetime(2000, 1, 1, tzinfo=timezone.utc)) == set()
+
+
 def _staged(engine, table, tenant: str, entity: str) -> int:
     with engine.connect() as conn:
         return len(conn.execute(select(table.c.psa_id).where(table.c.tenant_id == tenant,
@@ -74,9 +87,11 @@ def test_a_sync_cut_mid_extraction_resumes_after_its_last_committed_page(warehou
     assert not failed.success and failed.failed_step == "companies_raw"
     assert failed.reason.startswith("tenant cut: extract companies failed:") and "\n" not in failed.reason
     assert f"{CUT_AT_PAGE - 1} pages kept, the next run resumes after them" in failed.reason
-    # The half-read entity is where no map stage reads it, and nothing downstream ran.
-    assert _staged(warehouse, raw_records, cut, "companies") == 0
-    assert _staged(warehouse, raw_inflight, cut, "companies") == (CUT_AT_PAGE - 1) * PAGE_SIZE
+    # The entity's first read wrote its pages into staging, where no reader of staging sees
+    # them until the read is merged; nothing downstream ran.
+    assert _staged(warehouse, raw_records, cut, "companies") == (CUT_AT_PAGE - 1) * PAGE_SIZE
+    assert _staged(warehouse, raw_inflight, cut, "companies") == 0
+    _assert_unstaged(warehouse, cut, "companies")
     assert "companies_mapped" not in failed.stages and live_rows(warehouse, "companies", cut) == {}
 
     simulator.mend_transfers()
