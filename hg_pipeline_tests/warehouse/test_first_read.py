@@ -7,28 +7,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import func, select
 
 from hg_pipeline.connectors.base import Page
 from hg_pipeline.extract import Reading
-from hg_pipeline.warehouse import db
 from hg_pipeline.warehouse.map_marks import StagedChanges, staged_changes, staged_through
-from hg_pipeline.warehouse.schema import upgrade
 from hg_pipeline.warehouse.staging import (
     discard_progress, has_staged_records, live_staged_count, saved_progress, staged_payload, staged_records,
 )
 from hg_pipeline.warehouse.tables import raw_inflight, raw_records
 from hg_pipeline_tests.warehouse.test_load import add
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request, warehouse, tmp_path):
-    if request.param == "postgresql":
-        return warehouse
-    sqlite = db.connect(f"sqlite:///{tmp_path / 'w.db'}")
-    upgrade(sqlite)
-    return sqlite
 
 
 def _normalize(entity, payload):

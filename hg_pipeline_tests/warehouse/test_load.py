@@ -7,7 +7,6 @@ from sqlalchemy import select
 
 from hg_pipeline.ids import category_id, record_id
 from hg_pipeline.mapping.categories import global_category_paths
-from hg_pipeline.warehouse import db
 from hg_pipeline.warehouse.load import LoadError, load_entity
 from hg_pipeline.warehouse.schema import global_category_count, upgrade
 from hg_pipeline.warehouse.tables import categories, companies
@@ -29,15 +28,6 @@ def live(engine, tenant_id: str) -> dict[str, str]:
         rows = conn.execute(select(companies.c.psa_id, companies.c.name).where(
             companies.c.tenant_id == tenant_id, companies.c.deleted_at.is_(None))).all()
     return dict(rows)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request, warehouse, tmp_path):
-    if request.param == "postgresql":
-        return warehouse
-    sqlite = db.connect(f"sqlite:///{tmp_path / 'w.db'}")
-    upgrade(sqlite)
-    return sqlite
 
 
 def test_upgrade_loads_the_global_tree_once(engine):
