@@ -99,10 +99,11 @@ mapping_versions = Table(
 
 # Staging: every PSA record as the PSA returned it (`payload`) and normalized
 # (`record`), so mapping and remaps never call the PSA.
+# No foreign key to tenants (migration 0012, see there); nor has mapping_decisions.
 raw_records = Table(
     "raw_records",
     metadata,
-    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("tenant_id", TENANT, primary_key=True),
     Column("entity", String(40), primary_key=True),
     Column("psa_id", String(64), primary_key=True),
     Column("payload", Text, nullable=False),
@@ -180,7 +181,7 @@ raw_inflight = Table(
 mapping_decisions = Table(
     "mapping_decisions",
     metadata,
-    Column("tenant_id", TENANT, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("tenant_id", TENANT, primary_key=True),
     Column("entity", String(40), primary_key=True),
     Column("psa_id", String(64), primary_key=True),
     Column("outcome", String(16), nullable=False),

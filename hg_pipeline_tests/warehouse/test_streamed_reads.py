@@ -11,7 +11,7 @@ from sqlalchemy import select
 from hg_pipeline.warehouse.bulk import plain_rows, streamed_rows, utc
 from hg_pipeline.warehouse.staging import staged_first_seen_after, staged_records, streamed_records
 from hg_pipeline.warehouse.tables import raw_records
-from hg_pipeline_tests.warehouse.test_load import add, engine  # noqa: F401 - the PostgreSQL / SQLite fixture
+from hg_pipeline_tests.warehouse.test_load import add
 
 
 def _stage(engine, tenant_id: str, entity: str, count: int, vanished: set[int] = frozenset()) -> None:
