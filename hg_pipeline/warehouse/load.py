@@ -36,6 +36,9 @@ class _Current(NamedTuple):
     psa_id: str | None
 
 
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+
+
 class LoadError(RuntimeError):
     """A load refused to run; nothing was written."""
 
@@ -78,7 +81,9 @@ def load_entity(
 
     The tenant's current (id, content hash) pairs are read first and compared here, so only
     new and changed rows travel to the database (COPY into an indexed temp table, then one
-    upsert) and a sync that changes nothing writes nothing.
+    upsert) and a sync that changes nothing writes nothing. The first whole load of a table
+    the tenant has no row in COPYs its rows straight in: there is nothing to merge with (about
+    a third of the time of the assets' first load).
     `max_delete_share`: refuse (LoadError, nothing written) when the load would
     soft-delete more than this share of the tenant's live rows.
     """
@@ -91,6 +96,7 @@ def load_entity(
         wanted = None if scope is None else [row["id"] for row in rows]
         current = _current_rows(conn, table, tenant_id, scope, wanted)
         counts, incoming, copied = LoadCounts(), set(), False
+        straight_in = scope is None and not current
         # A block of rows at a time: memory holds the ids and one block, not the mapped set.
         for block in blocks_of(rows):
             changed = []
@@ -112,7 +118,9 @@ def load_entity(
                 else:
                     continue
                 changed.append((tenant_id, *values, digest, now, now))
-            if changed:
+            if changed and straight_in:
+                _copy_in(conn, table, tenant_id, spec.columns, changed)
+            elif changed:
                 if not copied:
                     create_temp_twin(conn, table, temp)
                 copy_rows(conn, temp_ref(conn, temp), _incoming_columns(spec.columns), changed)
@@ -195,6 +203,21 @@ def _update_ids(conn: Connection, table, ids: list[str], **values) -> int:
 
 def _incoming_columns(mapped: Sequence[str]) -> tuple[str, ...]:
     return ("tenant_id",) + tuple(mapped) + ("content_hash", "created_at", "updated_at")
+
+
+def _copy_in(conn: Connection, table, tenant_id: str, mapped: Sequence[str], rows: list[tuple]) -> None:
+    """New rows straight into `table` (a first load). An id taken by another tenant's row
+    breaks the table's key: refused as `_upsert` refuses it, and nothing is written."""
+    try:
+        copy_rows(conn, qualified(conn, table), (*_incoming_columns(mapped), "origin"),
+                  (row + ("psa",) for row in rows))
+    except conn.dialect.dbapi.IntegrityError as exc:  # the driver's own: copy_rows writes through it
+        if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION and "UNIQUE constraint failed" not in str(exc):
+            raise
+        # PostgreSQL's detail names the key ("Key (id)=(...) already exists."); SQLite's message the column.
+        detail = getattr(getattr(exc, "diag", None), "message_detail", None) or str(exc).strip().splitlines()[0]
+        raise LoadError(f"{table.name}: an incoming id belongs to another tenant ({detail});"
+                        f" refusing to load {tenant_id}") from None
 
 
 def _upsert(conn: Connection, table, tenant_id: str, mapped: Sequence[str], temp: str) -> None:

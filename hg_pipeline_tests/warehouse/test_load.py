@@ -145,3 +145,21 @@ def test_an_id_twice_in_the_mapped_set_loads_nothing(engine, monkeypatch):
     with pytest.raises(LoadError, match=f"id {rows[0]['id']} appears twice"):
         load_entity(engine, "acme", "companies", packed.Packed(twice))
     assert live(engine, "acme") == {str(i): f"Company {i}" for i in range(1, 5)}
+
+
+def test_a_first_load_goes_straight_in_and_still_refuses_another_tenants_id(engine):
+    add(engine, "acme")
+    add(engine, "globex")
+    load_entity(engine, "acme", "companies", [company("acme", "1", "Acme One")])
+    counts = load_entity(engine, "globex", "companies", [company("globex", str(i), f"G{i}") for i in range(3)])
+    assert (counts.inserted, counts.rows) == (3, 3) and live(engine, "globex") == {"0": "G0", "1": "G1", "2": "G2"}
+    with engine.connect() as conn:
+        origins = set(conn.scalars(select(companies.c.origin).where(companies.c.tenant_id == "globex")))
+    assert origins == {"psa"}
+
+    add(engine, "initech")  # nothing of it in the table: its first load COPYs straight in
+    stolen = dict(company("initech", "9", "x"), id=record_id("acme", "companies", "1"))
+    with pytest.raises(LoadError, match="another tenant") as refused:
+        load_entity(engine, "initech", "companies", [company("initech", "8", "fine"), stolen])
+    assert "\n" not in str(refused.value)
+    assert live(engine, "acme") == {"1": "Acme One"} and live(engine, "initech") == {}
