@@ -44,8 +44,8 @@ import logging  # noqa: E402
 
 from hg_pipeline import secrets
 from hg_pipeline.connectors.registry import SOURCES, demo_ready
-from hg_pipeline.runtime import collect_less
 from hg_pipeline.mapping.smart.commands import add_commands as add_smart_commands
+from hg_pipeline.runtime import collect_less
 from hg_pipeline.warehouse import db
 
 

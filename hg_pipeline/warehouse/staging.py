@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, Table, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
 from hg_pipeline.warehouse.bulk import (
@@ -130,17 +130,15 @@ def stage_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
     records: (psa_id, vendor payload, normalized record), checked by the connector
     (`connectors/records.py`) and unique within the read; JSON escapes control characters, so
     no NUL reaches a text column."""
+    stamps: tuple = ()
     if read.direct:
         # Stamped as `merge_inflight` stamps what it merges: with the read's start (on SQLite in
         # the text form its plain parameter is stored in, which `map_marks` compares against).
         now = read.started_at if is_postgres(conn) else str(read.started_at)
-        rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record), now, now, run_id)
-                for psa_id, payload, record in records)
-        count = copy_rows(conn, qualified(conn, raw_records), _RAW, rows)
-    else:
-        rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record))
-                for psa_id, payload, record in records)
-        count = copy_rows(conn, qualified(conn, raw_inflight), _INFLIGHT, rows)
+        stamps = (now, now, run_id)
+    rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record), *stamps)
+            for psa_id, payload, record in records)
+    count = copy_rows(conn, qualified(conn, _pages_table(read.direct)), _RAW if read.direct else _INFLIGHT, rows)
     conn.execute(update(extract_progress).where(
         extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
         resume_token=resume_token, pages=extract_progress.c.pages + 1,
@@ -148,15 +146,20 @@ def stage_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
     return count
 
 
+def _pages_table(direct: bool) -> Table:
+    """Where the pages of the extraction under way go (`direct`: an entity's first read)."""
+    return raw_records if direct else raw_inflight
+
+
 def read_ids(conn: Connection, tenant_id: str, entity: str, direct: bool) -> set[str]:
     """The ids the extraction under way has committed (`direct`: an entity's first read)."""
-    table = raw_records if direct else raw_inflight
+    table = _pages_table(direct)
     return set(conn.scalars(select(table.c.psa_id).where(table.c.tenant_id == tenant_id, table.c.entity == entity)))
 
 
 def read_count(conn: Connection, tenant_id: str, entity: str, direct: bool) -> int:
     """How many records the extraction under way has committed (`direct`: an entity's first read)."""
-    table = raw_records if direct else raw_inflight
+    table = _pages_table(direct)
     return conn.scalar(select(func.count()).select_from(table).where(
         table.c.tenant_id == tenant_id, table.c.entity == entity))
 
