@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Table, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
 from hg_pipeline.warehouse.bulk import (
-    chunks, copy_rows, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
+    chunks, copy_field, copy_rows, copy_text, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
 )
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
@@ -83,10 +83,20 @@ def open_progress(conn: Connection, tenant_id: str, entity: str, since: datetime
 def json_text(value: object) -> str:
     """Compact JSON text: orjson (about 10x faster than json, which matters at 300,000 values a
     sync), json for what orjson cannot write (integers beyond 64 bits in a vendor payload)."""
+    return _json_bytes(value).decode()
+
+
+def _json_bytes(value: object) -> bytes:
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _json_field(value: object) -> bytes:
+    """`json_text` as a field of COPY's text form: JSON escapes every control character, so
+    only its backslashes need doubling."""
+    return _json_bytes(value).replace(b"\\", b"\\\\")
 
 
 def saved_progress(engine: Engine, tenant_id: str, entity: str) -> Progress | None:
@@ -130,15 +140,22 @@ def stage_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
     records: (psa_id, vendor payload, normalized record), checked by the connector
     (`connectors/records.py`) and unique within the read; JSON escapes control characters, so
     no NUL reaches a text column."""
-    stamps: tuple = ()
-    if read.direct:
-        # Stamped as `merge_inflight` stamps what it merges: with the read's start (on SQLite in
-        # the text form its plain parameter is stored in, which `map_marks` compares against).
-        now = read.started_at if is_postgres(conn) else str(read.started_at)
-        stamps = (now, now, run_id)
-    rows = ((tenant_id, entity, psa_id, json_text(payload), json_text(record), *stamps)
-            for psa_id, payload, record in records)
-    count = copy_rows(conn, qualified(conn, _pages_table(read.direct)), _RAW if read.direct else _INFLIGHT, rows)
+    # A direct read's records are stamped as `merge_inflight` stamps what it merges: with the
+    # read's start (on SQLite in the text form its plain parameter is stored in, which
+    # `map_marks` compares against).
+    stamps = (str(read.started_at), str(read.started_at), run_id) if read.direct else ()
+    target, columns = qualified(conn, _pages_table(read.direct)), _RAW if read.direct else _INFLIGHT
+    if is_postgres(conn):
+        head = f"{copy_field(tenant_id)}\t{copy_field(entity)}\t".encode()
+        tail = "".join(f"\t{copy_field(stamp)}" for stamp in stamps).encode() + b"\n"
+        lines = [b"".join((head, copy_field(psa_id).encode(), b"\t", _json_field(payload), b"\t",
+                           _json_field(record), tail)) for psa_id, payload, record in records]
+        if lines:
+            copy_text(conn, target, columns, b"".join(lines))
+        count = len(lines)
+    else:
+        count = copy_rows(conn, target, columns, ((tenant_id, entity, psa_id, json_text(payload), json_text(record),
+                                                   *stamps) for psa_id, payload, record in records))
     conn.execute(update(extract_progress).where(
         extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
         resume_token=resume_token, pages=extract_progress.c.pages + 1,
