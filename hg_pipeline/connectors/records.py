@@ -120,10 +120,16 @@ def check_record(entity: str, record: dict, what: str) -> dict:
     """`record` with its text cleaned (see `clean_text`), or RecordError for a value that does
     not fit its warehouse column or holds a forbidden character."""
     limits = LIMITS.get(entity, {})
+    unusual = _UNUSUAL.search
     for field, value in record.items():
         if isinstance(value, str):
-            record[field] = value = clean_text(value, what, field)
-            _check_length(value, limits.get(field), what, field)
+            # Inline for the usual value (clean, within its limit): this runs for every field
+            # of every record of a sync.
+            if unusual(value) is not None:
+                record[field] = value = clean_text(value, what, field)
+            limit = limits.get(field)
+            if limit is not None and len(value) > limit[0]:
+                _check_length(value, limit, what, field)
         elif isinstance(value, list):
             record[field] = value = [clean_text(item, what, field) if isinstance(item, str) else item
                                      for item in value]
@@ -205,6 +211,8 @@ def safe_text(text: str) -> str:
 
 def text_value(payload: Mapping, key: str, what: str, *, required: bool = False) -> str | None:
     value = payload.get(key)
+    if type(value) is str and value and not value[0].isspace() and not value[-1].isspace():
+        return value  # the usual value: text already without surrounding spaces
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise RecordError(f"{what}: {key} is missing")
