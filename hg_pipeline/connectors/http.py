@@ -509,6 +509,15 @@ class PsaHttp:
                                   pool_connections=2, pool_maxsize=max(pool_size, 1), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # The environment's proxies (NO_PROXY included) and CA bundle (REQUESTS_CA_BUNDLE,
+        # CURL_CA_BUNDLE) for the PSA's origin, read once: requests reads them again for every
+        # request, a fifth of its time per request (1,700 requests a ConnectWise full sync).
+        # Every request goes to this origin (`_require_own_origin`), so once is exact. ~/.netrc
+        # is not read: every PSA request carries its own credentials.
+        environment = self.session.merge_environment_settings(self.base_url, {}, None, None, None)
+        self.session.proxies.update(environment["proxies"] or {})
+        self.session.verify = environment["verify"]
+        self.session.trust_env = False
         register_headers(headers or {})  # what a PSA may echo back in an error body (auths register their own)
 
     def close(self) -> None:

@@ -100,6 +100,40 @@ def test_unreachable_is_quick():
     assert "secretish" not in str(error.value)
 
 
+def _no_proxy_settings(monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_environments_proxy_is_used_and_no_proxy_honoured(sim, monkeypatch):
+    """The proxy settings are read once, for the PSA's origin (requests would read them per
+    request): HTTP_PROXY sends the requests to the proxy (here a closed port: unreachable)..."""
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(PsaUnreachable):
+        client(sim, max_retries=0, timeout=2).get_json("system/members")
+    assert sim.requests == 0
+    # ...and NO_PROXY naming the PSA's host sends them straight to it.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    body, _ = client(sim).get_json("system/members", {"pageSize": 100})
+    assert len(body) == 12 and sim.requests == 1
+
+
+def test_the_environments_ca_bundle_verifies_a_psa_over_tls(monkeypatch):
+    from hg_pipeline.simulators.connectwise import ConnectWiseSimulator
+    from hg_pipeline.simulators.datasets import generate
+
+    _no_proxy_settings(monkeypatch)
+    with ConnectWiseSimulator(generate("small", seed=1), tls=True) as tls_sim:
+        assert tls_sim.base_url.startswith("https://")
+        with pytest.raises(PsaError, match="(?i)certificate|ssl|tls"):
+            client(tls_sim, max_retries=0).get_json("system/members")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_sim.ca_file)
+        body, _ = client(tls_sim).get_json("system/members", {"pageSize": 100})
+        assert len(body) == 12
+
+
 def test_rate_limiter_keeps_every_second_within_the_rate_across_threads():
     limiter = RateLimiter(20)
     stamps: list[float] = []
