@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -51,6 +52,7 @@ from hg_pipeline.entities import LOADED_ENTITIES
 from hg_pipeline.warehouse.staging import (
     Progress,
     StageCounts,
+    begin_page,
     discard_progress,
     live_staged_count,
     mark_vanished,
@@ -58,10 +60,8 @@ from hg_pipeline.warehouse.staging import (
     open_progress,
     page_connection,
     propose_watermark,
-    quarantine_records,
     read_ids,
     saved_progress,
-    stage_page,
     unstaged_inflight_count,
     watermark,
 )
@@ -216,28 +216,36 @@ class Reading:
         _discard(self.engine, self.tenant_id, self.entity)
 
     def stage(self, pages: Iterable[list], normalize: Normalize, payload_id: PayloadId) -> None:
-        with page_connection(self.engine) as conn:
-            for page in pages:
-                good, bad = [], []
-                for payload in page:
-                    try:
-                        record = normalize(self.entity, payload)
-                    except RecordError as exc:
-                        bad.append((payload_id(payload), str(exc), payload))
-                        continue
-                    if record["psa_id"] in self.seen:
-                        bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
-                        continue
-                    self.seen.add(record["psa_id"])
-                    good.append((record["psa_id"], payload, record))
-                with conn.begin():  # the page, its quarantine and where the read can continue
-                    stage_page(conn, self.tenant_id, self.entity, self.progress, self.run_id, good,
-                               getattr(page, "resume", None))
-                    quarantine_records(conn, self.tenant_id, self.entity, bad, self.run_id,
-                                       datetime.now(timezone.utc))
-                self.result.quarantined.extend(bad)
-                preview = self.result.preview
-                preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
+        """Normalize each page and commit it (`begin_page`), the next page read and normalized
+        while PostgreSQL writes the one before. A failure keeps every page written before it."""
+        with page_connection(self.engine) as conn, ExitStack() as writing:
+            try:
+                for page in pages:
+                    good, bad = [], []
+                    for payload in page:
+                        try:
+                            record = normalize(self.entity, payload)
+                        except RecordError as exc:
+                            bad.append((payload_id(payload), str(exc), payload))
+                            continue
+                        if record["psa_id"] in self.seen:
+                            bad.append((record["psa_id"], f"id {record['psa_id']} returned twice", payload))
+                            continue
+                        self.seen.add(record["psa_id"])
+                        good.append((record["psa_id"], payload, record))
+                    writing.close()  # the page before: written meanwhile, committed now
+                    writing.enter_context(begin_page(conn, self.tenant_id, self.entity, self.progress, self.run_id,
+                                                     good, getattr(page, "resume", None), bad,
+                                                     datetime.now(timezone.utc)))
+                    self.result.quarantined.extend(bad)
+                    preview = self.result.preview
+                    preview.extend(record for _, _, record in good[: PREVIEW_SIZE - len(preview)])
+            except BaseException:
+                try:
+                    writing.close()  # the page written when the read failed is whole: kept
+                except Exception:  # noqa: BLE001 - the failure that stopped the read is the one reported
+                    log.warning("tenant %s: the last page of %s read was not kept", self.tenant_id, self.entity)
+                raise
 
     def known(self) -> int:
         """Records staged (live) or read now: what the PSA lists if nothing vanished. (Staging

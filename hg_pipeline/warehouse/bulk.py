@@ -116,16 +116,15 @@ def copy_rows(conn: Connection, target: str, columns: Sequence[str], rows: Itera
     return count
 
 
-def copy_text(conn: Connection, target: str, columns: Sequence[str], text: bytes) -> None:
-    """Append rows already in COPY's text form (`copy_field` text, a tab between fields, a
-    newline after each row) to `target`, on PostgreSQL. What staging writes: rows of JSON by
-    the hundred thousand, where psycopg's `write_row` cost several µs a row and a page joined
-    into one text costs about one (a first full sync took 3 to 4 s less CPU).
-    (`copy_rows` stays with `write_row` for other rows: formatting their values in Python was
-    slower than psycopg's C.)"""
+def copy_in(conn: Connection, target: str, columns: Sequence[str]):
+    """`COPY target (columns) FROM STDIN` on PostgreSQL: psycopg's Copy, a context manager to
+    `write()` rows already in COPY's text form to (`copy_field` text, a tab between fields, a
+    newline after each row). What staging writes: rows of JSON by the hundred thousand, where
+    `write_row` cost several µs a row and a page joined into one text about one (a first full
+    sync took about 3 s less). `copy_rows` keeps `write_row` for other rows: formatting their
+    values in Python was slower than psycopg's C."""
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN") as copy:
-        copy.write(text)
+    return cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN")
 
 
 def copy_field(value: str) -> str:

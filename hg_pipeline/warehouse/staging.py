@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Table, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
 from hg_pipeline.warehouse.bulk import (
-    chunks, copy_field, copy_rows, copy_text, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
+    chunks, copy_field, copy_in, copy_rows, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
 )
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
@@ -112,7 +112,7 @@ def saved_progress(engine: Engine, tenant_id: str, entity: str) -> Progress | No
 
 @contextmanager
 def page_connection(engine: Engine) -> Iterator[Connection]:
-    """One connection for the pages of a read (`stage_page`, each in a transaction of its own):
+    """One connection for the pages of a read (`begin_page`, each in a transaction of its own):
     no pool check-out, ping and reset per page.
 
     On PostgreSQL a page's commit does not wait for its WAL flush (about 5 ms a page here): a
@@ -133,9 +133,16 @@ def page_connection(engine: Engine) -> Iterator[Connection]:
                 conn.commit()
 
 
-def stage_page(conn: Connection, tenant_id: str, entity: str, read: Progress, run_id: str,
-               records: Iterable[tuple[str, dict, dict]], resume_token: str | None) -> int:
-    """Append one page to the extraction under way (`read`) and note where the read can continue.
+def begin_page(conn: Connection, tenant_id: str, entity: str, read: Progress, run_id: str,
+               records: Iterable[tuple[str, dict, dict]], resume_token: str | None,
+               quarantined: list[tuple[str | None, str, object]], now: datetime) -> ExitStack:
+    """Begin committing one page of the extraction under way (`read`): its records, its
+    quarantined ones (`quarantine_records`) and where the read can continue, in one transaction.
+    Returns the page's ExitStack: `close()` waits for the page to be written and commits it.
+
+    On PostgreSQL the page's COPY is sent and left open, so that PostgreSQL writes it while the
+    reader normalizes the next page: waiting for it was a quarter of an extraction (about 10 ms
+    per 1,000 records here). Elsewhere the page is written at once.
 
     records: (psa_id, vendor payload, normalized record), checked by the connector
     (`connectors/records.py`) and unique within the read; JSON escapes control characters, so
@@ -145,22 +152,30 @@ def stage_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
     # `map_marks` compares against).
     stamps = (str(read.started_at), str(read.started_at), run_id) if read.direct else ()
     target, columns = qualified(conn, _pages_table(read.direct)), _RAW if read.direct else _INFLIGHT
-    if is_postgres(conn):
+    postgres = is_postgres(conn)
+    if postgres:
         head = f"{copy_field(tenant_id)}\t{copy_field(entity)}\t".encode()
         tail = "".join(f"\t{copy_field(stamp)}" for stamp in stamps).encode() + b"\n"
-        lines = [b"".join((head, copy_field(psa_id).encode(), b"\t", _json_field(payload), b"\t",
-                           _json_field(record), tail)) for psa_id, payload, record in records]
-        if lines:
-            copy_text(conn, target, columns, b"".join(lines))
-        count = len(lines)
+        rows = [b"".join((head, copy_field(psa_id).encode(), b"\t", _json_field(payload), b"\t",
+                          _json_field(record), tail)) for psa_id, payload, record in records]
     else:
-        count = copy_rows(conn, target, columns, ((tenant_id, entity, psa_id, json_text(payload), json_text(record),
-                                                   *stamps) for psa_id, payload, record in records))
-    conn.execute(update(extract_progress).where(
-        extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
-        resume_token=resume_token, pages=extract_progress.c.pages + 1,
-        records=extract_progress.c.records + count, updated_at=func.now()))
-    return count
+        rows = [(tenant_id, entity, psa_id, json_text(payload), json_text(record), *stamps)
+                for psa_id, payload, record in records]
+    page = ExitStack()
+    with ExitStack() as unwinding:  # the page's transaction ends here only if beginning it fails
+        unwinding.push(page)
+        page.enter_context(conn.begin())
+        conn.execute(update(extract_progress).where(
+            extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
+            resume_token=resume_token, pages=extract_progress.c.pages + 1,
+            records=extract_progress.c.records + len(rows), updated_at=func.now()))
+        quarantine_records(conn, tenant_id, entity, quarantined, run_id, now)
+        if postgres and rows:
+            page.enter_context(copy_in(conn, target, columns)).write(b"".join(rows))
+        elif rows:
+            copy_rows(conn, target, columns, rows)
+        unwinding.pop_all()
+    return page
 
 
 def _pages_table(direct: bool) -> Table:

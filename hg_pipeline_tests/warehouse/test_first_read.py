@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import psycopg
+import pytest
 from sqlalchemy import func, select
 
 from hg_pipeline.connectors.base import Page
@@ -111,3 +113,39 @@ def test_a_later_read_goes_through_inflight_and_its_discard_keeps_staging(engine
     # A read of changes is never a first read, even of an entity with nothing staged.
     since = datetime.now(timezone.utc)
     assert not Reading.begin(engine, "acme", "contacts", "run-3", since).progress.direct
+
+
+def _failing_after(pages: list[Page], error: Exception):
+    yield from pages
+    raise error
+
+
+def test_a_read_that_fails_keeps_every_page_it_wrote(engine):
+    """A page is committed while the next one is read (on PostgreSQL its COPY is written
+    meanwhile): the PSA failing after two pages leaves both committed, the failure as raised."""
+    add(engine, "acme")
+    reading = _begin(engine, "run-1")
+    gone = ConnectionError("the PSA went away")
+    with pytest.raises(ConnectionError) as raised:
+        reading.stage(_failing_after(_pages(1, 2), gone), _normalize, _payload_id)
+    assert raised.value is gone
+    saved = saved_progress(engine, "acme", "companies")
+    assert (saved.pages, saved.records, saved.resume_token) == (2, 6, "6")
+    assert _rows(engine, raw_records, "acme") == 6
+
+
+def test_a_page_the_warehouse_refuses_fails_the_read_and_keeps_the_pages_before(warehouse):
+    """PostgreSQL refuses a page only when its COPY ends, after the next page was read: the
+    read fails with the warehouse's error, the pages before the refused one stay committed."""
+    add(warehouse, "acme")
+    reading = _begin(warehouse, "run-1")
+    too_long = Page([{"id": 10, "name": "x" * 100}], resume="10")
+
+    def normalize(entity, payload):  # an id wider than raw_records.psa_id, past the connector's checks
+        return {"psa_id": payload["name"] if payload["id"] == 10 else str(payload["id"]), "name": payload["name"]}
+
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):
+        reading.stage([*_pages(1, 2), too_long, *_pages(11, 1)], normalize, _payload_id)
+    saved = saved_progress(warehouse, "acme", "companies")
+    assert (saved.pages, saved.records, saved.resume_token) == (2, 6, "6")
+    assert _rows(warehouse, raw_records, "acme") == 6
