@@ -244,7 +244,8 @@ class Reading:
                 try:
                     writing.close()  # the page written when the read failed is whole: kept
                 except Exception:  # noqa: BLE001 - the failure that stopped the read is the one reported
-                    log.warning("tenant %s: the last page of %s read was not kept", self.tenant_id, self.entity)
+                    log.warning("tenant %s: the %s page written when the read failed was not kept",
+                                self.tenant_id, self.entity)
                 raise
 
     def known(self) -> int:
