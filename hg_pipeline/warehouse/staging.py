@@ -142,7 +142,7 @@ def begin_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
 
     On PostgreSQL the page's COPY is sent and left open, so that PostgreSQL writes it while the
     reader normalizes the next page: waiting for it was a quarter of an extraction (about 10 ms
-    per 1,000 records here). Elsewhere the page is written at once.
+    per 1,000 records here). On SQLite the page is written and committed at once.
 
     records: (psa_id, vendor payload, normalized record), checked by the connector
     (`connectors/records.py`) and unique within the read; JSON escapes control characters, so
@@ -175,6 +175,10 @@ def begin_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
         elif rows:
             copy_rows(conn, target, columns, rows)
         unwinding.pop_all()
+    if not postgres:
+        # SQLite has one writer at a time: its page is committed now, not held open while the
+        # next page is fetched (which may wait on the PSA's rate limit).
+        page.close()
     return page
 
 

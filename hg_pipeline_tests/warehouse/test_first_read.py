@@ -5,6 +5,7 @@ and never discards what is staged."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -17,7 +18,7 @@ from hg_pipeline.warehouse.map_marks import StagedChanges, staged_changes, stage
 from hg_pipeline.warehouse.staging import (
     discard_progress, has_staged_records, live_staged_count, saved_progress, staged_payload, staged_records,
 )
-from hg_pipeline.warehouse.tables import raw_inflight, raw_records
+from hg_pipeline.warehouse.tables import raw_inflight, raw_records, tenants
 from hg_pipeline_tests.warehouse.test_load import add
 
 
@@ -149,3 +150,25 @@ def test_a_page_the_warehouse_refuses_fails_the_read_and_keeps_the_pages_before(
     saved = saved_progress(warehouse, "acme", "companies")
     assert (saved.pages, saved.records, saved.resume_token) == (2, 6, "6")
     assert _rows(warehouse, raw_records, "acme") == 6
+
+
+def test_the_warehouse_is_not_held_while_the_next_page_is_fetched(engine):
+    """While the next page comes from the PSA (seconds, behind a rate limit) another writer can
+    write: on SQLite, which has one writer at a time, the page before is committed already."""
+    add(engine, "acme")
+    reading = _begin(engine, "run-1")
+    written = []
+
+    def pages():
+        for page in _pages(1, 3):
+            yield page
+            if engine.dialect.name == "sqlite":  # a writer of its own, which gives up after 1 s
+                with sqlite3.connect(engine.url.database, timeout=1) as other:
+                    other.execute("UPDATE tenants SET name = ? WHERE tenant_id = 'acme'", (f"after {page.resume}",))
+            else:
+                with engine.begin() as other:
+                    other.execute(tenants.update().where(tenants.c.tenant_id == "acme").values(name=f"after {page.resume}"))
+            written.append(page.resume)
+
+    reading.stage(pages(), _normalize, _payload_id)
+    assert written == ["3", "6", "9"] and _rows(engine, raw_records, "acme") == 9
