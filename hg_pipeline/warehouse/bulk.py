@@ -116,7 +116,7 @@ def copy_rows(conn: Connection, target: str, columns: Sequence[str], rows: Itera
     return count
 
 
-def copy_in(conn: Connection, target: str, columns: Sequence[str]):
+def copy_text(conn: Connection, target: str, columns: Sequence[str]):
     """`COPY target (columns) FROM STDIN` on PostgreSQL: psycopg's Copy, a context manager to
     `write()` rows already in COPY's text form to (`copy_field` text, a tab between fields, a
     newline after each row). What staging writes: rows of JSON by the hundred thousand, where

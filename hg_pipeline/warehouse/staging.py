@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Table, func, select, text, update
 
 from hg_pipeline.connectors.records import payload_id, payload_text, safe_text
 from hg_pipeline.warehouse.bulk import (
-    chunks, copy_field, copy_in, copy_rows, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
+    chunks, copy_field, copy_rows, copy_text, distinct_from, is_postgres, plain_rows, qualified, streamed_rows, utc,
 )
 from hg_pipeline.warehouse.tables import extract_cursors, extract_progress, quarantine, raw_inflight, raw_records
 
@@ -161,25 +161,21 @@ def begin_page(conn: Connection, tenant_id: str, entity: str, read: Progress, ru
     else:
         rows = [(tenant_id, entity, psa_id, json_text(payload), json_text(record), *stamps)
                 for psa_id, payload, record in records]
-    page = ExitStack()
-    with ExitStack() as unwinding:  # the page's transaction ends here only if beginning it fails
-        unwinding.push(page)
+    with ExitStack() as page:  # unwound (rolled back) if beginning the page fails
         page.enter_context(conn.begin())
         conn.execute(update(extract_progress).where(
             extract_progress.c.tenant_id == tenant_id, extract_progress.c.entity == entity).values(
             resume_token=resume_token, pages=extract_progress.c.pages + 1,
             records=extract_progress.c.records + len(rows), updated_at=func.now()))
         quarantine_records(conn, tenant_id, entity, quarantined, run_id, now)
-        if postgres and rows:
-            page.enter_context(copy_in(conn, target, columns)).write(b"".join(rows))
-        elif rows:
-            copy_rows(conn, target, columns, rows)
-        unwinding.pop_all()
-    if not postgres:
-        # SQLite has one writer at a time: its page is committed now, not held open while the
-        # next page is fetched (which may wait on the PSA's rate limit).
-        page.close()
-    return page
+        if postgres:
+            if rows:
+                page.enter_context(copy_text(conn, target, columns)).write(b"".join(rows))
+            return page.pop_all()  # left open: PostgreSQL writes the page while the next one is read
+        copy_rows(conn, target, columns, rows)
+    # SQLite has one writer at a time: its page is committed now, not held open while the next
+    # page is fetched (which may wait on the PSA's rate limit).
+    return ExitStack()
 
 
 def _pages_table(direct: bool) -> Table:

@@ -167,7 +167,8 @@ def test_the_warehouse_is_not_held_while_the_next_page_is_fetched(engine):
                     other.execute("UPDATE tenants SET name = ? WHERE tenant_id = 'acme'", (f"after {page.resume}",))
             else:
                 with engine.begin() as other:
-                    other.execute(tenants.update().where(tenants.c.tenant_id == "acme").values(name=f"after {page.resume}"))
+                    other.execute(tenants.update().where(tenants.c.tenant_id == "acme").values(
+                        name=f"after {page.resume}"))
             written.append(page.resume)
 
     reading.stage(pages(), _normalize, _payload_id)

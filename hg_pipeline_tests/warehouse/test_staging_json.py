@@ -52,7 +52,8 @@ def test_a_page_keeps_every_awkward_character_in_both_tables(engine):
     assert first_seen is not None
     reading.merge(None)
     assert staged_payload(engine, "acme", "companies", psa_id) == dict(_AWKWARD, id=psa_id)
-    assert [(staged.psa_id, staged.record) for staged in staged_records(engine, "acme", "companies")] == [(psa_id, record)]
+    staged = staged_records(engine, "acme", "companies")
+    assert [(one.psa_id, one.record) for one in staged] == [(psa_id, record)]
 
     # ...a later one through raw_inflight.
     later, record = _stage_awkward(engine, "run-2", psa_id)
