@@ -151,6 +151,11 @@ class RateLimiter:
     started in the last W seconds (W = 1 s, or 1/rate below one request a second; N = rate x W),
     plus a margin for network jitter. So time spent between requests (staging a page, the next
     entity's setup) is not lost, and no window ever holds one request too many.
+    A slot counts from the moment its request is written (`sent`, called by the connection), not
+    from when it was granted: a thread that waits for the interpreter lock between the two (pages
+    being decoded meanwhile) would otherwise reach the PSA late and crowd the next slot into the
+    same window. A request whose slot follows one that went out late waits for it (`acquire`
+    checks again after its sleep, and also heeds a 429 that came meanwhile).
     After a 429 `back_off(seconds)` holds every request of the instance for the Retry-After,
     then lets them go on at 3/4 of the former rate (never below `floor`).
     Thread-safe: `acquire()` reserves the next slot under a lock and sleeps outside it.
@@ -162,7 +167,8 @@ class RateLimiter:
         self.floor = floor
         self._lock = threading.Lock()
         self._hold_until = 0.0
-        self._slots: deque[float] = deque()
+        self._slots: deque[list[float]] = deque()  # [start] of the last requests, oldest first
+        self._mine = threading.local()  # the slot of the request this thread is making
         self.configured = per_second  # what the connectors were told; a 429 lowers `per_second`
         self._set(per_second)
 
@@ -178,16 +184,35 @@ class RateLimiter:
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._hold_until)
+            before = None  # the slot this one must keep a window away from
             if self.capacity:
                 while len(self._slots) > self.capacity:
                     self._slots.popleft()
                 if len(self._slots) == self.capacity:
-                    slot = max(slot, self._slots[0] + self.window + self.MARGIN)
-                self._slots.append(slot)
-        wait = slot - now
-        if wait > 0:
-            time.sleep(wait)
-        return wait
+                    before = self._slots[0]
+                    slot = max(slot, before[0] + self.window + self.MARGIN)
+                mine = [slot]
+                self._slots.append(mine)
+                self._mine.slot = mine
+        while True:
+            wait = slot - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            with self._lock:
+                due = self._hold_until if before is None else max(self._hold_until,
+                                                                  before[0] + self.window + self.MARGIN)
+                if due <= slot:
+                    return max(0.0, slot - now)
+                slot = due  # the request before went out late, or a 429 came meanwhile
+                if self.capacity:
+                    mine[0] = slot
+
+    def sent(self) -> None:
+        """The request of this thread's last slot is being written now: the PSA counts it from here."""
+        mine = getattr(self._mine, "slot", None)
+        if mine is not None:
+            with self._lock:
+                mine[0] = max(mine[0], time.monotonic())
 
     def back_off(self, seconds: float) -> None:
         """The PSA said 429: nobody starts before `seconds` from now, then at a lower rate."""
@@ -276,7 +301,8 @@ class _Watch:
     the connection registered by the hooks below has its socket shut down, so a server that
     drips its headers cannot hold a request past the deadline. (The body has its own bounds.)"""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, on_send: Callable[[], None] | None = None) -> None:
+        self.on_send = on_send  # told when the request is written (the rate limiter's `sent`)
         self.expired = False
         self.over = False  # the attempt ended first: nothing to expire
         self._lock = threading.Lock()
@@ -350,10 +376,12 @@ def _shut(connection) -> None:
             pass
 
 
-def _watched(connection) -> None:
+def _watched(connection, sending: bool = False) -> None:
     watch = getattr(_current, "watch", None)
     if watch is not None:
         watch.watch(connection)
+        if sending and watch.on_send is not None:
+            watch.on_send()
 
 
 def _checked_connection(base: type, peer_check: Callable[[str], str | None]) -> type:
@@ -374,7 +402,7 @@ def _checked_connection(base: type, peer_check: Callable[[str], str | None]) -> 
                     raise _RefusedPeer(f"{self.host} is at {address}, {problem}")
 
         def request(self, *args, **kwargs) -> None:
-            _watched(self)  # a pooled connection is reused without connect()
+            _watched(self, sending=True)  # a pooled connection is reused without connect()
             return super().request(*args, **kwargs)
 
     CheckedConnection.__name__ = f"Checked{base.__name__}"
@@ -651,7 +679,7 @@ class PsaHttp:
         timeout = min(self.timeout, left)
         capped = timeout < self.timeout  # the deadline, not the timeout, ends a silence now
         try:
-            with _Watch(left) as watch:
+            with _Watch(left, on_send=self.rate_limiter.sent) as watch:
                 response = self.session.request(
                     send.method, url, params=send.params, json=send.json, data=send.data,
                     headers={**self._headers, **(send.headers or {})},

@@ -134,6 +134,32 @@ def test_the_environments_ca_bundle_verifies_a_psa_over_tls(monkeypatch):
         assert len(body) == 12
 
 
+def test_each_request_tells_the_rate_limiter_when_it_is_written(sim):
+    """The slot of a request counts from its write (RateLimiter.sent), retries included, on a
+    new connection and on a pooled one."""
+
+    class Counting(RateLimiter):
+        def __init__(self) -> None:
+            super().__init__(100)
+            self.granted = self.written = 0
+
+        def acquire(self) -> float:
+            self.granted += 1
+            return super().acquire()
+
+        def sent(self) -> None:
+            self.written += 1
+            assert self._mine.slot[0] <= time.monotonic()
+            super().sent()
+
+    limiter = Counting()
+    http = client(sim, rate_limiter=limiter, max_retries=3)
+    sim.fail_next(1, status=503)
+    for _ in range(2):
+        http.get_json("system/members", {"pageSize": 100})
+    assert limiter.granted == limiter.written == sim.requests == 3
+
+
 def test_rate_limiter_keeps_every_second_within_the_rate_across_threads():
     limiter = RateLimiter(20)
     stamps: list[float] = []

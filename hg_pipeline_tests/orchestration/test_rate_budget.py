@@ -125,3 +125,37 @@ def test_a_sync_asks_the_psa_who_it_is_once_not_once_per_entity(warehouse, pg_ur
         assert stats["outside_api"] == 1
     finally:
         simulator.stop()
+
+
+def test_a_slot_counts_from_when_its_request_was_written():
+    """A request granted its slot but written late (its thread waited for the interpreter lock
+    while pages were decoded) reaches the PSA late: the next one keeps a whole window from the
+    moment it was written, not from when it was granted."""
+    limiter = RateLimiter(1.0)  # one request a second
+    written = {}
+
+    def late_request():
+        limiter.acquire()
+        time.sleep(0.3)  # between the grant and the write
+        written["at"] = time.monotonic()
+        limiter.sent()
+
+    first = threading.Thread(target=late_request)
+    first.start()
+    time.sleep(0.1)
+    limiter.acquire()  # granted a window after the first grant, then held for the late write
+    started = time.monotonic()
+    first.join()
+    assert started - written["at"] >= 1.0 + RateLimiter.MARGIN - 0.005
+
+
+def test_a_429_holds_a_request_already_waiting_for_its_slot():
+    limiter = RateLimiter(1.0)
+    limiter.acquire()
+    waiting = threading.Thread(target=limiter.acquire)
+    started = time.monotonic()
+    waiting.start()
+    time.sleep(0.2)
+    limiter.back_off(2.0)  # a 429 while the second request sleeps towards its slot (1 s away)
+    waiting.join()
+    assert time.monotonic() - started >= 2.15
