@@ -444,11 +444,14 @@ def cmd_mapping_details(args) -> None:
 # --- sync -------------------------------------------------------------------------------
 
 def cmd_sync(args) -> int:
-    from hg_pipeline.orchestration.run import NOTHING_DONE
+    kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
+    if kind != "initial":  # the kinds that check: great-expectations loads on another core meanwhile
+        from hg_pipeline.quality import worker
 
+        worker.start()
+    from hg_pipeline.orchestration.run import NOTHING_DONE
     from hg_pipeline.warehouse import outage
 
-    kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
     with outage.reported(args.tenant, args.database_url, NOTHING_DONE):
         _engine(args)
     return _run_and_report(args, kind, reconcile=args.reconcile)

@@ -14,7 +14,7 @@ stops the run before the load: the warehouse keeps its previous good rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
 import pandas as pd
@@ -71,10 +71,11 @@ def run_checks(engine: Engine, tenant_id: str, entity: str, result: MappingResul
     return [_as_result(entity, VALID, valid), _as_result(entity, VOLUME, volume, counts)]
 
 
-def _frames(rows: Sequence[dict], columns: list[str], leaving: set[str]) -> pd.DataFrame | Iterator[pd.DataFrame]:
+def _frames(rows: Sequence[dict], columns: list[str], leaving: set[str]) -> pd.DataFrame | Iterable[pd.DataFrame]:
     """The mapped rows as one frame, or in frames of CHECK_CHUNK_ROWS when they are more (a
     frame of a million rows would hold every value of the set at once, a GiB at ten times the
-    large dataset); each frame's PSA ids leave `leaving`, so the rows are read once."""
+    large dataset); each frame's PSA ids leave `leaving`, so the rows are read once. The chunks
+    can be read again (the checks fall back to this process when the quality worker stops)."""
     def frame(chunk: list[dict]) -> pd.DataFrame:
         built = pd.DataFrame(chunk, columns=columns)
         if leaving:
@@ -83,12 +84,19 @@ def _frames(rows: Sequence[dict], columns: list[str], leaving: set[str]) -> pd.D
 
     if len(rows) <= CHECK_CHUNK_ROWS:
         return frame(list(rows))
-    return (frame(chunk) for chunk in _batched(iter(rows), CHECK_CHUNK_ROWS))
+    return _Chunks(rows, frame)
 
 
-def _batched(items: Iterator, size: int) -> Iterator[list]:
-    while chunk := list(islice(items, size)):
-        yield chunk
+class _Chunks:
+    """The frames of `rows`, CHECK_CHUNK_ROWS at a time, built again on each iteration."""
+
+    def __init__(self, rows: Sequence[dict], frame: Callable[[list[dict]], pd.DataFrame]) -> None:
+        self._rows, self._frame = rows, frame
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        items = iter(self._rows)
+        while chunk := list(islice(items, CHECK_CHUNK_ROWS)):
+            yield self._frame(chunk)
 
 
 def _as_result(entity: str, name: str, outcome: CheckOutcome, counts: dict | None = None) -> AssetCheckResult:
