@@ -448,7 +448,7 @@ def cmd_sync(args) -> int:
     if kind != "initial":  # the kinds that check: great-expectations loads on another core meanwhile
         from hg_pipeline.quality import worker
 
-        worker.start()
+        worker.start(args.log_level)
     from hg_pipeline.orchestration.run import NOTHING_DONE
     from hg_pipeline.warehouse import outage
 

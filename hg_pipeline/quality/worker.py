@@ -34,18 +34,22 @@ _lock = threading.Lock()
 _worker: subprocess.Popen | None = None
 
 
-def start() -> None:
-    """Spawn the worker unless one runs (or checks are kept in this process); never raises."""
+def start(log_level: str | None = None) -> None:
+    """Spawn the worker unless one runs (or checks are kept in this process); never raises.
+    `log_level` (the CLI's, e.g. "INFO" with --verbose): the worker logs at it to this
+    process's stderr; without one, or at CRITICAL (the CLI's quiet default), it says nothing."""
     global _worker
     if os.environ.get(IN_PROCESS_ENV, "").strip() in ("1", "true", "yes"):
         return
+    speaks = log_level is not None and log_level.upper() != "CRITICAL"
     with _lock:
         if _worker is not None and _worker.poll() is None:
             return
         try:
             _worker = subprocess.Popen(
-                [sys.executable, "-m", "hg_pipeline.quality.worker"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+                [sys.executable, "-m", "hg_pipeline.quality.worker", *(["--log-level", log_level] if speaks else [])],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if speaks else subprocess.DEVNULL,
+                close_fds=True)
         except OSError:
             _worker = None
 
@@ -178,12 +182,21 @@ class _Chunks(Iterable):
             pass
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--log-level"]:
+        import logging
+
+        from hg_pipeline import secrets
+
+        logging.basicConfig(level=argv[1].upper(), format="%(levelname)s %(name)s: %(message)s", force=True)
+        secrets.install_log_scrubbing()
     # The answers get stdout's pipe to themselves: whatever a library prints goes to stderr.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     serve(sys.stdin.buffer, answers)
+    answers.close()
+    os._exit(0)  # no teardown of great-expectations' modules (most of a second of CPU): nothing to keep
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
