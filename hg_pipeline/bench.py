@@ -723,8 +723,9 @@ def timed_process(command: list[str], label: str, env: dict[str, str] | None = N
     """Run `command` to its end: wall time from spawn to exit, its own peak RSS and what it
     printed; BenchError naming `label` and its last line when it fails.
 
-    The peak is the child's VmHWM, read while it runs, plus that of each process it started
-    (a sync's quality worker): a sum of peaks, so never below what they held together. Not wait4's ru_maxrss: Linux carries the
+    The peak is the child's VmHWM, read while it runs, or, when more, the resident sets of it
+    and the processes it started (a sync's quality worker) summed at one moment. (Not a sum of
+    peaks: Dagster starts and ends small helpers step after step, which never run together.) Not wait4's ru_maxrss: Linux carries the
     parent's high-water mark into a child it spawns (exec keeps the larger of the old and new
     address space's), so a child of this bench, which holds hundreds of MiB by then, would be
     reported at least as large as the bench itself."""
@@ -732,12 +733,13 @@ def timed_process(command: list[str], label: str, env: dict[str, str] | None = N
         started = time.perf_counter()
         # Popen returns once the child has exec'd: from here /proc shows the command's own memory.
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
-        peaks: dict[int, float] = {}  # the command's and its children's (the quality worker)
+        peak = 0.0
         while process.poll() is None:
-            for pid in (process.pid, *_children(process.pid)):
-                peaks[pid] = max(peaks.get(pid, 0.0), _process_peak_mb(pid))
+            # The command's own high-water mark, or it and the processes it runs (a quality
+            # worker, Dagster's log tailers) together at one moment, whichever is more.
+            together = sum(_process_rss_mb(pid) for pid in (process.pid, *_children(process.pid)))
+            peak = max(peak, _process_peak_mb(process.pid), together)
             time.sleep(PEAK_POLL_SECONDS)
-        peak = sum(peaks.values())
         wall = time.perf_counter() - started
         output.seek(0)
         printed = output.read()
@@ -840,16 +842,21 @@ def _scale_run(stack: ExitStack, scale: int, url: str, engine, spec, env_vars: d
             "floor_seconds": floor["floor_seconds"], "floor_records": floor["floor_records"], "sync": sync}
 
 
-def _process_peak_mb(pid: int) -> float:
+def _process_peak_mb(pid: int, field: str = "VmHWM") -> float:
     """Another process's peak resident set (VmHWM), 0 where /proc cannot tell."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
     return 0.0
+
+
+def _process_rss_mb(pid: int) -> float:
+    """Another process's resident set now (VmRSS)."""
+    return _process_peak_mb(pid, "VmRSS")
 
 
 def _children(pid: int) -> list[int]:

@@ -445,9 +445,9 @@ def cmd_mapping_details(args) -> None:
 
 def cmd_sync(args) -> int:
     kind = "initial" if args.initial else "remap" if args.remap else "nightly" if args.nightly else "full"
-    if kind != "initial":  # the kinds that check: great-expectations loads on another core meanwhile
-        from hg_pipeline.quality import worker
+    from hg_pipeline.quality import worker
 
+    if kind in worker.WORKER_KINDS:  # great-expectations loads in the quality worker meanwhile
         worker.start(args.log_level)
     from hg_pipeline.orchestration.run import NOTHING_DONE
     from hg_pipeline.warehouse import outage

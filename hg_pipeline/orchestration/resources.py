@@ -49,10 +49,9 @@ class WarehouseResource(ConfigurableResource):
 
         self._gc_thresholds = collect_less()
         try:
-            if context.dagster_run.tags.get(KIND_TAG) in ("full", "nightly", "remap"):  # the kinds that check
-                from hg_pipeline.quality import worker
+            from hg_pipeline.quality import worker
 
-                worker.start()  # great-expectations loads there while the run extracts or maps
+            worker.prepare(context.dagster_run.tags.get(KIND_TAG, ""))  # great-expectations, where it will run
             self._hold = enter_run(context.instance, self.engine(), context.dagster_run,
                                    wait_seconds=self.lock_wait_seconds)
         except BaseException:

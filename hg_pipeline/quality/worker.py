@@ -27,11 +27,28 @@ import threading
 from collections.abc import Iterable
 
 IN_PROCESS_ENV = "HG_CHECKS_IN_PROCESS"
+# The runs whose checks go to a worker: short ones, whose first check comes within seconds and
+# whose memory is small. A full sync keeps them in its own process: its peak (the assets' map and
+# check) has no room for a second interpreter with great-expectations (about 200 MiB more; at
+# ten times the large dataset past 1 GiB), and its extraction is long enough to hide little.
+WORKER_KINDS = ("nightly", "remap")
+CHECKING_KINDS = ("full", *WORKER_KINDS)
 _HEADER = struct.Struct("!Q")
 _END = "end"  # the message after the last chunk of a chunked set
 
 _lock = threading.Lock()
 _worker: subprocess.Popen | None = None
+
+
+def prepare(kind: str, log_level: str | None = None) -> None:
+    """Ready great-expectations for a run of `kind`: a worker started (WORKER_KINDS), or loaded
+    in this process now (a full sync); nothing for a run that checks nothing."""
+    if kind in WORKER_KINDS:
+        start(log_level)
+    elif kind in CHECKING_KINDS and not running():
+        from hg_pipeline.quality import suites
+
+        suites.warm_up()
 
 
 def start(log_level: str | None = None) -> None:

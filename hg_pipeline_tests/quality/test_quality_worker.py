@@ -101,3 +101,16 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize("kind, in_worker", [("remap", True), ("nightly", True), ("full", False)])
+def test_short_runs_check_in_the_worker_a_full_sync_in_its_own_process(kind, in_worker):
+    """A full sync's peak memory has no room for a second interpreter: it checks in its process."""
+    worker.stop()
+    try:
+        worker.prepare(kind)
+        assert worker.running() is in_worker
+        if not in_worker:
+            assert "great_expectations" in sys.modules  # loaded here, before the run's first check
+    finally:
+        worker.stop()
