@@ -84,6 +84,11 @@ def warm_up() -> None:
         _get_batch_definition()
 
 
+def ready() -> bool:
+    """Whether great-expectations is loaded and its context built in this process."""
+    return _batch_definition is not None
+
+
 class _DeferredModule(types.ModuleType):
     """Stands for a module until an attribute of it is read, then imports the real one, which
     takes its place (in `sys.modules`, or on its parent package)."""

@@ -42,12 +42,15 @@ _worker: subprocess.Popen | None = None
 
 def prepare(kind: str, log_level: str | None = None) -> None:
     """Ready great-expectations for a run of `kind`: a worker started (WORKER_KINDS), or loaded
-    in this process now (a full sync); nothing for a run that checks nothing."""
+    in this process now (a full sync); nothing for a run that checks nothing, or when this
+    process has it loaded already (a long-lived one: the bench, a test session)."""
+    from hg_pipeline.quality import suites
+
+    if kind not in CHECKING_KINDS or suites.ready():
+        return
     if kind in WORKER_KINDS:
         start(log_level)
-    elif kind in CHECKING_KINDS and not running():
-        from hg_pipeline.quality import suites
-
+    elif not running():
         suites.warm_up()
 
 
@@ -91,13 +94,14 @@ def pid() -> int | None:
 
 
 def check_mapped(entity: str, df, **options):
-    """`suites.check_mapped`, in the worker when one runs, else (or when it stops) here.
-    `df`: a DataFrame or a re-iterable of DataFrames (chunks)."""
+    """`suites.check_mapped`: here when great-expectations is loaded here, else in the worker
+    when one runs, else (or when it stops) here. `df`: a DataFrame or a re-iterable of
+    DataFrames (chunks)."""
     from hg_pipeline.quality import suites
 
     with _lock:
         worker = _worker
-        if worker is not None and worker.poll() is None:
+        if worker is not None and worker.poll() is None and not suites.ready():
             try:
                 return _ask(worker, entity, df, options)
             except (OSError, EOFError, pickle.UnpicklingError):

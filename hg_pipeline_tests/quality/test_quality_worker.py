@@ -36,7 +36,10 @@ class _Chunks:
 
 
 @pytest.fixture
-def started():
+def started(monkeypatch):
+    # This test process may have great-expectations loaded (other tests check here), and then
+    # check_mapped keeps the checks here: these tests are about the worker's side.
+    monkeypatch.setattr(suites, "ready", lambda: False)
     worker.start()
     assert worker.running()
     yield
@@ -103,14 +106,31 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("kind, in_worker", [("remap", True), ("nightly", True), ("full", False)])
-def test_short_runs_check_in_the_worker_a_full_sync_in_its_own_process(kind, in_worker):
+@pytest.mark.parametrize("kind, in_worker", [("remap", True), ("nightly", True), ("full", False), ("initial", False)])
+def test_short_runs_check_in_the_worker_a_full_sync_in_its_own_process(kind, in_worker, monkeypatch):
     """A full sync's peak memory has no room for a second interpreter: it checks in its process."""
     worker.stop()
+    monkeypatch.setattr(suites, "ready", lambda: False)  # a new process: great-expectations not loaded
     try:
         worker.prepare(kind)
         assert worker.running() is in_worker
-        if not in_worker:
-            assert "great_expectations" in sys.modules  # loaded here, before the run's first check
+    finally:
+        worker.stop()
+
+
+def test_a_process_with_great_expectations_loaded_checks_here(monkeypatch):
+    worker.stop()
+    suites.warm_up()
+    worker.prepare("remap")
+    assert not worker.running()
+    worker.start()  # one started anyway (an earlier run's): this process's own context is used
+
+    def sent(*args):
+        raise AssertionError("sent to the worker")
+
+    monkeypatch.setattr(worker, "_ask", sent)
+    try:
+        assert worker.check_mapped("assets", _assets(10)) == suites.check_mapped("assets", _assets(10))
+        assert worker.running()
     finally:
         worker.stop()
