@@ -60,7 +60,6 @@ from contextlib import ExitStack, contextmanager, redirect_stderr
 
 from hg_pipeline.cli import InputError
 from hg_pipeline.entities import LOADED_ENTITIES, STAGED_ENTITIES
-from hg_pipeline.quality import worker as quality_worker
 from hg_pipeline.warehouse import db
 
 BENCH_TENANT = "bench"
@@ -325,8 +324,6 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
                   if scale else {})
 
     rss_maxrss_mb = _maxrss_mb()
-    worker_pid = quality_worker.pid()  # great-expectations' process of the in-process runs
-    worker_mb = _process_peak_mb(worker_pid) if worker_pid else 0.0
 
     # -- baseline: raw COPY of the same rows
     baseline = _copy_baseline(url)
@@ -375,8 +372,7 @@ def _bench(url: str, dataset_name: str, source_name: str, out, *, created_databa
         "psa_requests_full": full_requests,
         "stages": stages,
         "rss_before_sync_mb": rss_before_sync,
-        "rss_peak_sync_mb": sampler.peak_mb + worker_mb,
-        "rss_quality_worker_mb": worker_mb,
+        "rss_peak_sync_mb": sampler.peak_mb,
         "rss_maxrss_mb": rss_maxrss_mb,
         "remap_seconds": remap.seconds,
         "remap_wall_seconds": remap_wall,
@@ -724,8 +720,9 @@ def timed_process(command: list[str], label: str, env: dict[str, str] | None = N
     printed; BenchError naming `label` and its last line when it fails.
 
     The peak is the child's VmHWM, read while it runs, or, when more, the resident sets of it
-    and the processes it started (a sync's quality worker) summed at one moment. (Not a sum of
-    peaks: Dagster starts and ends small helpers step after step, which never run together.) Not wait4's ru_maxrss: Linux carries the
+    and the processes it started (a remap's quality worker, Dagster's log tailers) summed at one
+    moment; not a sum of peaks, as those helpers come and go and never all run together.
+    Not wait4's ru_maxrss: Linux carries the
     parent's high-water mark into a child it spawns (exec keeps the larger of the old and new
     address space's), so a child of this bench, which holds hundreds of MiB by then, would be
     reported at least as large as the bench itself."""
@@ -735,9 +732,7 @@ def timed_process(command: list[str], label: str, env: dict[str, str] | None = N
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
         peak = 0.0
         while process.poll() is None:
-            # The command's own high-water mark, or it and the processes it runs (a quality
-            # worker, Dagster's log tailers) together at one moment, whichever is more.
-            together = sum(_process_rss_mb(pid) for pid in (process.pid, *_children(process.pid)))
+            together = sum(_status_mb(pid, "VmRSS") for pid in (process.pid, *_children(process.pid)))
             peak = max(peak, _process_peak_mb(process.pid), together)
             time.sleep(PEAK_POLL_SECONDS)
         wall = time.perf_counter() - started
@@ -842,8 +837,13 @@ def _scale_run(stack: ExitStack, scale: int, url: str, engine, spec, env_vars: d
             "floor_seconds": floor["floor_seconds"], "floor_records": floor["floor_records"], "sync": sync}
 
 
-def _process_peak_mb(pid: int, field: str = "VmHWM") -> float:
+def _process_peak_mb(pid: int) -> float:
     """Another process's peak resident set (VmHWM), 0 where /proc cannot tell."""
+    return _status_mb(pid, "VmHWM")
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A size field of another process's /proc status (VmHWM, VmRSS) in MiB, 0 where it cannot tell."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -852,11 +852,6 @@ def _process_peak_mb(pid: int, field: str = "VmHWM") -> float:
     except (OSError, ValueError, IndexError):
         pass
     return 0.0
-
-
-def _process_rss_mb(pid: int) -> float:
-    """Another process's resident set now (VmRSS)."""
-    return _process_peak_mb(pid, "VmRSS")
 
 
 def _children(pid: int) -> list[int]:
@@ -1042,9 +1037,9 @@ def _goals(f: dict) -> list[dict]:
     row("remap", "remap (in process)", f["remap_seconds"])
     row("remap_cli", "remap (`sync --remap`, new process)", f["remap_cli"]["wall_seconds"],
         goal=f"<= {REMAP_GOAL_SECONDS:g} s", met=f["remap_cli"]["wall_seconds"] <= REMAP_GOAL_SECONDS)
-    row("rss", "peak RSS of `sync --full` (+ quality worker)", cli["maxrss_mb"], unit="MiB", to_floor=False,
+    row("rss", "peak RSS of `sync --full` (new process)", cli["maxrss_mb"], unit="MiB", to_floor=False,
         goal=f"<= {RSS_GOAL_MB:g} MiB", met=cli["maxrss_mb"] <= RSS_GOAL_MB)
-    row("rss_in_process", "peak RSS of the in-process full sync (+ worker)", f["rss_peak_sync_mb"], unit="MiB",
+    row("rss_in_process", "peak RSS of the in-process full sync", f["rss_peak_sync_mb"], unit="MiB",
         to_floor=False)
     dlt = f["dlt"]
     if dlt.get("status") == "measured":
@@ -1122,8 +1117,7 @@ def _print_report(f: dict, say) -> None:
     say(f"records_per_second: {f['records_per_second']:.0f} (extracted records / full sync seconds)")
     say(f"psa_requests_full: {f['psa_requests_full']}")
     say(f"rss_before_sync_mb: {f['rss_before_sync_mb']:.0f}")
-    say(f"rss_peak_sync_mb: {f['rss_peak_sync_mb']:.0f} (sampled every 50 ms; the pipeline alone, with its"
-        f" quality worker's peak, {f['rss_quality_worker_mb']:.0f})")
+    say(f"rss_peak_sync_mb: {f['rss_peak_sync_mb']:.0f} (sampled every 50 ms; the pipeline alone)")
     say(f"rss_maxrss_mb: {f['rss_maxrss_mb']:.0f} (getrusage ru_maxrss, whole process so far)")
     say()
     say(f"remap_seconds: {f['remap_seconds']:.2f} (in process; the goal <= {f['remap_goal_seconds']:.0f} s"

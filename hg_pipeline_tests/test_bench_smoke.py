@@ -114,7 +114,7 @@ def test_a_timed_child_reports_its_own_peak_not_the_bench_s():
 
 
 def test_a_timed_command_counts_the_processes_it_starts():
-    """`sync --full` starts its quality worker (great-expectations): the figure holds both."""
+    """`sync --remap` starts its quality worker (great-expectations): the figure holds both."""
     grandchild = "x = bytearray(80 * 2**20); x[::4096] = b'\\x01' * len(range(0, len(x), 4096)); import time; time.sleep(0.6)"
     child = (f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)")
     run = timed_process([sys.executable, "-c", child], "a child whose own child holds 80 MiB")

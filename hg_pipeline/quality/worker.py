@@ -63,7 +63,7 @@ def start(log_level: str | None = None) -> None:
         return
     speaks = log_level is not None and log_level.upper() != "CRITICAL"
     with _lock:
-        if _worker is not None and _worker.poll() is None:
+        if _live() is not None:
             return
         try:
             _worker = subprocess.Popen(
@@ -84,13 +84,19 @@ def stop() -> None:
 
 
 def running() -> bool:
-    return _worker is not None and _worker.poll() is None
+    return _live() is not None
 
 
 def pid() -> int | None:
-    """The running worker's process id (the bench adds its memory to the sync's)."""
+    """The running worker's process id."""
+    worker = _live()
+    return worker.pid if worker is not None else None
+
+
+def _live() -> subprocess.Popen | None:
+    """The worker, if it is still running."""
     worker = _worker
-    return worker.pid if worker is not None and worker.poll() is None else None
+    return worker if worker is not None and worker.poll() is None else None
 
 
 def check_mapped(entity: str, df, **options):
@@ -100,8 +106,8 @@ def check_mapped(entity: str, df, **options):
     from hg_pipeline.quality import suites
 
     with _lock:
-        worker = _worker
-        if worker is not None and worker.poll() is None and not suites.ready():
+        worker = _live()
+        if worker is not None and not suites.ready():
             try:
                 return _ask(worker, entity, df, options)
             except (OSError, EOFError, pickle.UnpicklingError):
